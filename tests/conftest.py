@@ -1,0 +1,34 @@
+"""Shared pytest setup: offline Hugging Face, headless matplotlib, and paths to the project and shared data."""
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def project_root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.exists():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent (it lives beside the project root)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory) -> Path:
+    """One cache folder for tiny models per test session, so they are built once."""
+    path = tmp_path_factory.mktemp("agentlab-cache")
+    os.environ["AGENTLAB_CACHE"] = str(path)
+    return path
