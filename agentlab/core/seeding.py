@@ -5,28 +5,28 @@
 # %% auto #0
 __all__ = ['MAX_SEED', 'seed_everything', 'as_generator', 'derive_seed']
 
-# %% ../../nbs/core/01_seeding.ipynb #a7260fb4
+# %% ../../nbs/core/01_seeding.ipynb #e668eda8
 import hashlib
 
-# %% ../../nbs/core/01_seeding.ipynb #02975c81
+# %% ../../nbs/core/01_seeding.ipynb #d9bd9bd9
 import importlib.util
 
-# %% ../../nbs/core/01_seeding.ipynb #431bcc00
+# %% ../../nbs/core/01_seeding.ipynb #20119513
 import json
 
-# %% ../../nbs/core/01_seeding.ipynb #ae3c6c11
+# %% ../../nbs/core/01_seeding.ipynb #820ed6b3
 import os
 
-# %% ../../nbs/core/01_seeding.ipynb #adcd2532
+# %% ../../nbs/core/01_seeding.ipynb #30f6a0b1
 import random
 
-# %% ../../nbs/core/01_seeding.ipynb #0e46e8fa
+# %% ../../nbs/core/01_seeding.ipynb #0ae7060c
 import numpy as np
 
-# %% ../../nbs/core/01_seeding.ipynb #6c0a5720
+# %% ../../nbs/core/01_seeding.ipynb #59b7d88f
 MAX_SEED = 2**32 - 1
 
-# %% ../../nbs/core/01_seeding.ipynb #e24d1603
+# %% ../../nbs/core/01_seeding.ipynb #54f40fd8
 def _check_seed(seed, name:str="seed") -> int:
     "`seed` as a Python int in [0, MAX_SEED]; ValueError otherwise."
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
@@ -34,7 +34,7 @@ def _check_seed(seed, name:str="seed") -> int:
     if not 0 <= int(seed) <= MAX_SEED: raise ValueError(f"{name} must be in [0, 2**32 - 1], got {seed}")
     return int(seed)
 
-# %% ../../nbs/core/01_seeding.ipynb #947cf546
+# %% ../../nbs/core/01_seeding.ipynb #359787e4
 def _seed_torch(seed:int, deterministic:bool) -> bool:
     "Seed torch (all devices) if it is installed; returns whether it was."
     if importlib.util.find_spec("torch") is None: return False
@@ -46,7 +46,7 @@ def _seed_torch(seed:int, deterministic:bool) -> bool:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     return True
 
-# %% ../../nbs/core/01_seeding.ipynb #839a1775
+# %% ../../nbs/core/01_seeding.ipynb #c06015a1
 def seed_everything(seed:int, # in [0, 2**32 - 1]
                     deterministic:bool=False, # also ask torch for deterministic kernels (slower on GPU)
                    )->int:
@@ -58,7 +58,7 @@ def seed_everything(seed:int, # in [0, 2**32 - 1]
     _seed_torch(seed, deterministic)
     return seed
 
-# %% ../../nbs/core/01_seeding.ipynb #bee24974
+# %% ../../nbs/core/01_seeding.ipynb #e373e581
 def as_generator(seed_or_rng=None, # None, an int seed, a Generator, SeedSequence, BitGenerator, RandomState or random.Random
                 )->np.random.Generator:
     "A `numpy.random.Generator` from a seed or a generator-like object."
@@ -73,7 +73,7 @@ def as_generator(seed_or_rng=None, # None, an int seed, a Generator, SeedSequenc
         return np.random.default_rng(int(x))
     raise ValueError(f"expected None, an int seed or a numpy Generator, got {type(x).__name__} {x!r:.40}")
 
-# %% ../../nbs/core/01_seeding.ipynb #5537256a
+# %% ../../nbs/core/01_seeding.ipynb #458595e7
 def _key_json(k, where:str):
     "A JSON-encodable, type-tagged form of a derive_seed key."
     if k is None or isinstance(k, (bool, str)): return k
@@ -83,7 +83,7 @@ def _key_json(k, where:str):
     if isinstance(k, (list, tuple)): return [_key_json(o, where) for o in k]
     raise ValueError(f"{where}: keys must be str, int, float, bool, None, bytes or lists of them, got {type(k).__name__}")
 
-# %% ../../nbs/core/01_seeding.ipynb #be89e543
+# %% ../../nbs/core/01_seeding.ipynb #bf8ec760
 def derive_seed(seed:int, # the base seed
                 *keys, # what the derived stream is for, e.g. ("episode", 17)
                )->int:

@@ -7,34 +7,37 @@ __all__ = ['BUILTIN_CORPUS', 'SPECIAL_TOKENS', 'CONTROL_TOKENS', 'TOOL_CALL_TOKE
            'TINY_PRESETS', 'TINY_FORMAT', 'train_tokenizer', 'tiny_config', 'build_tiny_model', 'save_tiny_model',
            'default_cache_dir', 'tiny_model_path']
 
-# %% ../../nbs/models/00_tiny.ipynb #eeab198d
+# %% ../../nbs/models/00_tiny.ipynb #8900e1fc
 import json
 
-# %% ../../nbs/models/00_tiny.ipynb #c72ebb62
+# %% ../../nbs/models/00_tiny.ipynb #ce755447
 import os
 
-# %% ../../nbs/models/00_tiny.ipynb #80fe3e97
+# %% ../../nbs/models/00_tiny.ipynb #24eebcee
 import shutil
 
-# %% ../../nbs/models/00_tiny.ipynb #535d2346
+# %% ../../nbs/models/00_tiny.ipynb #6047a066
+import threading
+
+# %% ../../nbs/models/00_tiny.ipynb #ae2dabe8
 import uuid
 
-# %% ../../nbs/models/00_tiny.ipynb #c4462204
+# %% ../../nbs/models/00_tiny.ipynb #6b8b0986
 from pathlib import Path
 
-# %% ../../nbs/models/00_tiny.ipynb #07a65d2f
+# %% ../../nbs/models/00_tiny.ipynb #21476ab4
 import torch
 
-# %% ../../nbs/models/00_tiny.ipynb #eeeaf368
+# %% ../../nbs/models/00_tiny.ipynb #1743b983
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-# %% ../../nbs/models/00_tiny.ipynb #1f5c24be
+# %% ../../nbs/models/00_tiny.ipynb #37dc42f3
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedTokenizerFast
 
-# %% ../../nbs/models/00_tiny.ipynb #9e9c0786
+# %% ../../nbs/models/00_tiny.ipynb #d36cb410
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-# %% ../../nbs/models/00_tiny.ipynb #de7f5244
+# %% ../../nbs/models/00_tiny.ipynb #5ccd93be
 _HAND_WRITTEN = """\
 Hello! How can I help you today?
 Hi, I would like to book a flight from Boston to Paris next Friday.
@@ -82,7 +85,7 @@ def get_weather(city: str, unit: str = "celsius") -> dict:
     return {"city": city, "temperature": 21, "unit": unit}
 """
 
-# %% ../../nbs/models/00_tiny.ipynb #bb799bee
+# %% ../../nbs/models/00_tiny.ipynb #f990fb3a
 def _generated_lines() -> list[str]:
     "Deterministic filler lines from small word lists (no randomness)."
     cities = ["Paris", "London", "Tokyo", "Boston", "Berlin", "Madrid", "Rome", "Seoul", "Lima", "Cairo"]
@@ -105,15 +108,15 @@ def _generated_lines() -> list[str]:
         lines.append(f"Calling {tool} now. The user asked question number {i + 1}.")
     return lines
 
-# %% ../../nbs/models/00_tiny.ipynb #561adba2
+# %% ../../nbs/models/00_tiny.ipynb #916bbf84
 BUILTIN_CORPUS = _HAND_WRITTEN + "\n".join(_generated_lines()) + "\n"
 
-# %% ../../nbs/models/00_tiny.ipynb #740bfe08
+# %% ../../nbs/models/00_tiny.ipynb #05daf4b3
 SPECIAL_TOKENS = {"bos_token": "<|bos|>", "eos_token": "<|im_end|>", "pad_token": "<|pad|>"}
 CONTROL_TOKENS = ["<|bos|>", "<|eos|>", "<|pad|>", "<|im_start|>", "<|im_end|>"]  # special: dropped by skip_special_tokens
 TOOL_CALL_TOKENS = ["<tool_call>", "</tool_call>"]  # atomic but kept when decoding
 
-# %% ../../nbs/models/00_tiny.ipynb #0df061ec
+# %% ../../nbs/models/00_tiny.ipynb #a29a6ea2
 CHAT_TEMPLATE = (
     "{%- macro render_content(content) -%}"
     "{%- if content is string -%}{{ content }}"
@@ -159,10 +162,10 @@ CHAT_TEMPLATE = (
     "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
 )
 
-# %% ../../nbs/models/00_tiny.ipynb #7566e23d
+# %% ../../nbs/models/00_tiny.ipynb #869627cb
 PRETOKENIZE_REGEX = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 
-# %% ../../nbs/models/00_tiny.ipynb #85181498
+# %% ../../nbs/models/00_tiny.ipynb #8e801594
 def train_tokenizer(
     texts:str|list[str]|None=None, # training text (a string or a list of strings); `BUILTIN_CORPUS` when None
     vocab_size:int=1024, # total vocabulary size including control and tool-call tokens
@@ -189,7 +192,7 @@ def train_tokenizer(
     return PreTrainedTokenizerFast(tokenizer_object=tok, chat_template=CHAT_TEMPLATE,
                                    model_max_length=model_max_length, **SPECIAL_TOKENS)
 
-# %% ../../nbs/models/00_tiny.ipynb #e82ad4ec
+# %% ../../nbs/models/00_tiny.ipynb #4e406e56
 TINY_PRESETS = {
     "llama-tiny": dict(arch="llama", vocab_size=1024, hidden_size=64, intermediate_size=176, num_hidden_layers=2,
                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
@@ -202,10 +205,10 @@ TINY_PRESETS = {
                         tie_word_embeddings=True),
 }
 
-# %% ../../nbs/models/00_tiny.ipynb #06905a9b
+# %% ../../nbs/models/00_tiny.ipynb #0889efc3
 _ARCHS = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}
 
-# %% ../../nbs/models/00_tiny.ipynb #35cdfc8d
+# %% ../../nbs/models/00_tiny.ipynb #85ee7884
 def tiny_config(
     name:str="llama-tiny", # a key of `TINY_PRESETS`
     tokenizer=None, # tokenizer whose size and special-token ids the config takes (else the preset's vocab size)
@@ -221,7 +224,10 @@ def tiny_config(
                     eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     return config_cls(**spec)
 
-# %% ../../nbs/models/00_tiny.ipynb #bc4c11bd
+# %% ../../nbs/models/00_tiny.ipynb #c74afafe
+_INIT_LOCK = threading.Lock()  # transformers initialises weights from torch's global RNG: one seeded init at a time
+
+# %% ../../nbs/models/00_tiny.ipynb #a084ec53
 def build_tiny_model(
     name:str="llama-tiny", # a key of `TINY_PRESETS`
     seed:int=0, # torch seed for the random weights
@@ -234,7 +240,7 @@ def build_tiny_model(
     tokenizer = train_tokenizer(texts, vocab_size=overrides.get("vocab_size", TINY_PRESETS[name]["vocab_size"]), seed=seed)
     config = tiny_config(name, tokenizer, **overrides)
     _, model_cls = _ARCHS[TINY_PRESETS[name]["arch"]]
-    with torch.random.fork_rng(devices=[]):
+    with _INIT_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = model_cls(config)
     model.eval()
@@ -243,10 +249,10 @@ def build_tiny_model(
         eos_token_id=[tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|eos|>")])
     return model, tokenizer
 
-# %% ../../nbs/models/00_tiny.ipynb #43ac5a94
+# %% ../../nbs/models/00_tiny.ipynb #cc3beb05
 TINY_FORMAT = 1  # bump when presets, corpus or template change, so caches rebuild
 
-# %% ../../nbs/models/00_tiny.ipynb #00e0405c
+# %% ../../nbs/models/00_tiny.ipynb #12e362db
 def save_tiny_model(
     model, # a model from `build_tiny_model`
     tokenizer, # its tokenizer
@@ -267,19 +273,19 @@ def save_tiny_model(
     (path / "agentlab_tiny.json").write_text(json.dumps({"format": TINY_FORMAT, **info}, indent=1, sort_keys=True))
     return path
 
-# %% ../../nbs/models/00_tiny.ipynb #dffb1dd3
+# %% ../../nbs/models/00_tiny.ipynb #3fd0b7b7
 def default_cache_dir() -> Path:
     "The agentlab cache root: `$AGENTLAB_CACHE`, else `~/.cache/agentlab`."
     return Path(os.environ.get("AGENTLAB_CACHE") or Path.home() / ".cache" / "agentlab")
 
-# %% ../../nbs/models/00_tiny.ipynb #fbeef2f7
+# %% ../../nbs/models/00_tiny.ipynb #4cabb9b0
 def _is_complete(path:Path, name:str, seed:int) -> bool:
     "Whether `path` holds a finished build of `name`/`seed` in the current format."
     try: info = json.loads((path / "agentlab_tiny.json").read_text())
     except (OSError, ValueError): return False
     return info.get("format") == TINY_FORMAT and info.get("name") == name and info.get("seed") == seed
 
-# %% ../../nbs/models/00_tiny.ipynb #cfb42a38
+# %% ../../nbs/models/00_tiny.ipynb #a567bcd5
 def tiny_model_path(
     name:str="llama-tiny", # a key of `TINY_PRESETS`
     seed:int=0, # weight seed
