@@ -2,7 +2,6 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
 SCALE  ?= small
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -13,39 +12,32 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: setup reproduce test sync-check nbtest pytest docs bench clean-venv
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade "pip>=24"
-	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[dev]"
-	$(BIN)/python -m ipykernel install --sys-prefix --name agentlab --display-name "agentlab (.venv)" >/dev/null
-	touch $(STAMP)
+setup:
+	@PYTHON=$(PYTHON) bash .ci/setup
 
-setup: $(STAMP)
-
-reproduce: $(STAMP)
+reproduce: setup
 	$(BIN)/agentlab reproduce all --scale $(SCALE)
 
-test: $(STAMP)
+test: setup
 	$(MAKE) --no-print-directory sync-check
 	$(MAKE) --no-print-directory nbtest
 	$(MAKE) --no-print-directory pytest
 
 # A clean tree must stay clean after nbdev-clean and after nbdev-export (notebooks are the source of truth).
-sync-check: $(STAMP)
+sync-check: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH bash .ci/nbdev-sync-check
 
 # The notebook unit tests, run by nbdev's in-process runner under pytest (prints a pytest summary line).
-nbtest: $(STAMP)
+nbtest: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/notebooks
 
-pytest: $(STAMP)
+pytest: setup
 	$(BIN)/python -m pytest -q --ignore=tests/notebooks tests
 
-docs: $(STAMP)
+docs: setup
 	$(BIN)/agentlab docs --out _site
 
-bench: $(STAMP)
+bench: setup
 	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean-venv:

@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/cli/01_main.ipynb #b03d35ab
+# %% ../nbs/cli/01_main.ipynb #893144af
 from .cli import main
 
-# %% ../nbs/cli/01_main.ipynb #808157b2
+# %% ../nbs/cli/01_main.ipynb #2c48ab5d
 if __name__ == "__main__" and "__file__" in globals(): raise SystemExit(main())
