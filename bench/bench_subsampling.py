@@ -1,8 +1,10 @@
 """Cost and accuracy of the subsampling estimators at large N (agentlab.stats; spec §6 timing, §9).
 
 In memory (default N = 1e7, d = 10, design mzNormal, r0 = 200, r = 1000), per method:
-  * wall time and peak extra memory (tracemalloc: numpy allocations on top of the data) of
+  * wall time (min over `--repeat` plain runs) and peak extra memory (tracemalloc, one more run: numpy allocations
+    on top of the data) of
     - `fit`  — the in-memory estimator classes (agentlab.stats.estimators / .multires), when importable;
+      `MultiResolution` runs its fast engine at this N (engine="auto"); the "exact" rows force engine="exact";
     - `blockwise` — `agentlab.stats.outofcore.fit_dask` on the numpy array in blocks of `--block-rows` rows (the
       out-of-core algorithm without dask; same sample as the dask path for the same seed);
   * the time relative to one `X @ beta` pass, and the number of passes over the data (blockwise path);
@@ -21,6 +23,7 @@ and reports wall time, passes and peak RSS growth (psutil). At 1e8 on 2 cores ea
     python bench/bench_subsampling.py                    # N = 1e7 (about 3-4 min on 2 cores)
     python bench/bench_subsampling.py --n 1e6 --reps 10  # quick
     python bench/bench_subsampling.py --n 1e6 --reps 0 --dask-n 1e7
+    python bench/bench_subsampling.py --methods MR,OSMAC-mVc --reps 0 --sm-n 0 --no-blockwise --repeat 3   # timings only
 """
 import argparse
 import gc
@@ -64,7 +67,18 @@ def methods(r, r0):
             ("LCC", "LocalCaseControl", {}),
             ("OneStep", "OneStepNewton", {}),
             ("MR q=.3 K=1", "MultiResolution", {"q": 0.3, "passes": 1}),
-            ("MR q=.3 K=2", "MultiResolution", {"q": 0.3, "passes": 2})]
+            ("MR q=.3 K=2", "MultiResolution", {"q": 0.3, "passes": 2}),
+            ("MR q=.3 K=1 exact", "MultiResolution", {"q": 0.3, "passes": 1, "engine": "exact"}),
+            ("MR q=.3 K=2 exact", "MultiResolution", {"q": 0.3, "passes": 2, "engine": "exact"})]
+
+
+def select(rows, patterns):
+    "The methods whose label contains one of the comma-separated patterns (case-insensitive); all when None."
+    if not patterns: return rows
+    pats = [p.strip().lower() for p in patterns.split(",") if p.strip()]
+    out = [m for m in rows if any(p in m[0].lower() for p in pats)]
+    if not out: raise SystemExit(f"--methods {patterns!r} matches none of: {', '.join(m[0] for m in rows)}")
+    return out
 
 
 def kwargs_for(cls, r, r0, kw, seed):
@@ -73,12 +87,15 @@ def kwargs_for(cls, r, r0, kw, seed):
     return out
 
 
-def measure(fn):
-    "Wall time and tracemalloc peak (MB) of fn()."
-    gc.collect(); tracemalloc.start(); t = time.perf_counter()
-    out = fn()
-    dt = time.perf_counter() - t; peak = tracemalloc.get_traced_memory()[1] / 2**20; tracemalloc.stop()
-    return out, dt, peak
+def measure(fn, repeat=1):
+    """(result, wall time = min over `repeat` plain runs, tracemalloc peak MB of one more run).
+
+    The time is taken WITHOUT tracemalloc (tracing every numpy allocation slows blockwise code noticeably)."""
+    ts = []
+    for _ in range(max(1, repeat)):
+        gc.collect(); t = time.perf_counter(); out = fn(); ts.append(time.perf_counter() - t)
+    gc.collect(); tracemalloc.start(); fn(); peak = tracemalloc.get_traced_memory()[1] / 2**20; tracemalloc.stop()
+    return out, min(ts), peak
 
 
 def rss_mb():
@@ -121,6 +138,9 @@ def main(argv=None):
     ap.add_argument("--sm-n", type=float, default=1e6, help="rows for the statsmodels full fit (0: skip)")
     ap.add_argument("--block-rows", type=int, default=1_000_000)
     ap.add_argument("--no-fit", action="store_true", help="skip the in-memory estimator classes")
+    ap.add_argument("--no-blockwise", action="store_true", help="skip the blockwise (out-of-core algorithm) timings")
+    ap.add_argument("--methods", default=None, help="comma-separated substrings of the method labels to run, e.g. 'MR,OSMAC-mVc'")
+    ap.add_argument("--repeat", type=int, default=1, help="timed fits per method (the minimum is reported)")
     ap.add_argument("--dask-n", type=float, default=0, help="rows for the out-of-core run (0: off)")
     ap.add_argument("--dask-source", choices=["lazy", "parquet"], default="lazy")
     ap.add_argument("--dask-dir", default=None)
@@ -131,26 +151,38 @@ def main(argv=None):
           f"{os.cpu_count()} cores, numpy {np.__version__}")
     t = time.perf_counter(); X, y, beta = simulate_design(a.design, n=n, d=d, seed=a.seed)
     print(f"data: {X.nbytes / 2**20:,.0f} MB generated in {time.perf_counter() - t:.1f} s; mean(y) = {y.mean():.3f}")
-    xb = min(_timeit(lambda: X @ beta) for _ in range(3))
+    xb = min(_timeit(lambda: X @ beta) for _ in range(5))
     print(f"one X @ beta pass: {xb * 1e3:.1f} ms\n")
 
     rows = []
-    for label, cls, kw in methods(a.r, a.r0):
+    for label, cls, kw in select(methods(a.r, a.r0), a.methods):
         row = {"method": label}
         if not a.no_fit:
             est, real = make(cls, **kwargs_for(cls, a.r, a.r0, kw, a.seed))
             if real:
-                _, row["fit_s"], row["fit_mb"] = measure(lambda: est.fit(X, y))
-        est, _ = make(cls, **kwargs_for(cls, a.r, a.r0, kw, a.seed))
-        est, row["blk_s"], row["blk_mb"] = measure(lambda: fit_dask(est, X, y, block_rows=a.block_rows))
-        row["passes"] = est.outofcore_["passes"]; row["n_sub"] = est.n_sub_
+                est.fit(X[:200_000], y[:200_000])                       # warm-up (imports, thread pool, allocator)
+                _, row["fit_s"], row["fit_mb"] = measure(lambda: est.fit(X, y), a.repeat)
+                row["engine"] = getattr(est, "result_", None).info.get("engine", "") if hasattr(est, "result_") else ""
+        if not a.no_blockwise and "engine" not in kw:
+            est, _ = make(cls, **kwargs_for(cls, a.r, a.r0, {k: v for k, v in kw.items() if k != "engine"}, a.seed))
+            est, row["blk_s"], row["blk_mb"] = measure(lambda: fit_dask(est, X, y, block_rows=a.block_rows), a.repeat)
+            row["passes"] = est.outofcore_["passes"]; row["n_sub"] = est.n_sub_
         rows.append(row)
-    hdr = f"{'method':<16}{'fit s':>8}{'x X@b':>8}{'peak MB':>9}{'blockwise s':>12}{'x X@b':>8}{'peak MB':>9}{'passes':>7}{'n_sub':>7}"
+    hdr = (f"{'method':<19}{'engine':>7}{'fit s':>8}{'x X@b':>8}{'peak MB':>9}{'blockwise s':>12}{'x X@b':>8}{'peak MB':>9}"
+           f"{'passes':>7}{'n_sub':>7}")
     print(hdr); print("-" * len(hdr))
     for r_ in rows:
-        f = (f"{r_['fit_s']:8.2f}{r_['fit_s'] / xb:8.0f}{r_['fit_mb']:9.0f}" if "fit_s" in r_ else f"{'-':>8}{'-':>8}{'-':>9}")
-        print(f"{r_['method']:<16}{f}{r_['blk_s']:12.2f}{r_['blk_s'] / xb:8.0f}{r_['blk_mb']:9.0f}{r_['passes']:7d}{r_['n_sub']:7d}")
-    print(f"(data itself: {X.nbytes / 2**20:,.0f} MB, not counted in 'peak MB'; 'fit' = in-memory estimator classes)")
+        f = (f"{r_.get('engine', ''):>7}{r_['fit_s']:8.2f}{r_['fit_s'] / xb:8.1f}{r_['fit_mb']:9.0f}" if "fit_s" in r_
+             else f"{'-':>7}{'-':>8}{'-':>8}{'-':>9}")
+        b = (f"{r_['blk_s']:12.2f}{r_['blk_s'] / xb:8.1f}{r_['blk_mb']:9.0f}{r_['passes']:7d}{r_['n_sub']:7d}" if "blk_s" in r_
+             else f"{'-':>12}{'-':>8}{'-':>9}{'-':>7}{'-':>7}")
+        print(f"{r_['method']:<19}{f}{b}")
+    print(f"(x X@b = wall time / one X @ beta pass of {xb * 1e3:.1f} ms; data itself: {X.nbytes / 2**20:,.0f} MB, not counted in "
+          "'peak MB'; 'fit' = in-memory estimator classes (MultiResolution: engine='auto' -> 'fast' at this N unless "
+          "the label says exact); 'blockwise' = agentlab.stats.outofcore.fit_dask on the numpy array)")
+    mr = {r_["method"]: r_["fit_s"] / xb for r_ in rows if "fit_s" in r_ and r_["method"].startswith("MR")}
+    for k, lim in (("MR q=.3 K=1", 3), ("MR q=.3 K=2", 5)):
+        if k in mr: print(f"target: {k} < {lim}x X@beta -> {mr[k]:.1f}x ({'met' if mr[k] < lim else 'NOT met'})")
 
     if a.sm_n:
         import statsmodels.api as sm
