@@ -8,46 +8,46 @@ __all__ = ['VARIANTS', 'CRITERIA', 'PARTITIONS', 'REST_SCORES', 'ENGINES', 'R1B_
            'focus_scores', 'inclusion_probs', 'rest_summary', 'control_variate_solve', 'bin_pseudo_points',
            'MultiResolution']
 
-# %% ../../nbs/stats/04_multires.ipynb #13d4c2c0
+# %% ../../nbs/stats/04_multires.ipynb #0ba220e4
 from types import SimpleNamespace
 
-# %% ../../nbs/stats/04_multires.ipynb #d7b23e3a
+# %% ../../nbs/stats/04_multires.ipynb #ab065671
 import numpy as np
 
-# %% ../../nbs/stats/04_multires.ipynb #f0a8159b
+# %% ../../nbs/stats/04_multires.ipynb #3629124f
 from fastcore.basics import patch
 
-# %% ../../nbs/stats/04_multires.ipynb #6c5c8b03
+# %% ../../nbs/stats/04_multires.ipynb #b9affab7
 from .data import crossprod
 
-# %% ../../nbs/stats/04_multires.ipynb #b7a24dfc
+# %% ../../nbs/stats/04_multires.ipynb #9070cdef
 from .glm import LOGISTIC, DWD, as_loss, newton, sandwich, loss_summaries
 
-# %% ../../nbs/stats/04_multires.ipynb #f6962f5a
+# %% ../../nbs/stats/04_multires.ipynb #357d4ef6
 from .sampling import mvc_scores, mmse_scores, row_norms, poisson_inclusion, draw_poisson
 
-# %% ../../nbs/stats/04_multires.ipynb #8c514cce
+# %% ../../nbs/stats/04_multires.ipynb #82827564
 from .estimators import SubsampleEstimator, fit_pilot
 
-# %% ../../nbs/stats/04_multires.ipynb #214bdb2b
+# %% ../../nbs/stats/04_multires.ipynb #a18f9479
 VARIANTS = ("R1", "R1b", "R2")  # R1: linearised rest; R1b: + control-variate sample of R; R2: binned pseudo-points
 
-# %% ../../nbs/stats/04_multires.ipynb #366240c9
+# %% ../../nbs/stats/04_multires.ipynb #13bd4bb2
 CRITERIA = ("mVc", "mMSE", "uniform")  # focus-sampling scores: L-optimal, A-optimal, uniform inside F
 
-# %% ../../nbs/stats/04_multires.ipynb #6883b19c
+# %% ../../nbs/stats/04_multires.ipynb #3c3154c7
 PARTITIONS = ("auto", "abs_score", "margin")  # focus = smallest |z~| or smallest |y~ z~ - kink|; auto picks by loss
 
-# %% ../../nbs/stats/04_multires.ipynb #74302249
+# %% ../../nbs/stats/04_multires.ipynb #76e6a3af
 REST_SCORES = ("curvature", "uniform")  # R1b: how the small sample of R is drawn
 
-# %% ../../nbs/stats/04_multires.ipynb #720dce8f
+# %% ../../nbs/stats/04_multires.ipynb #68be1656
 ENGINES = ("auto", "exact", "fast")  # in-memory fit: exact full-length arrays, or one fused blockwise sweep (same estimator)
 
-# %% ../../nbs/stats/04_multires.ipynb #19cc5605
+# %% ../../nbs/stats/04_multires.ipynb #a3a3f295
 R1B_MATRICES = ("hybrid", "psd")  # R1b Newton matrix: exact Jacobian when PD else PSD, or always PSD
 
-# %% ../../nbs/stats/04_multires.ipynb #ce266b78
+# %% ../../nbs/stats/04_multires.ipynb #c82e9c37
 def _check_choice(name:str, # parameter name, used in the message
                   value, # the value given
                   valid:tuple, # the valid values
@@ -56,12 +56,12 @@ def _check_choice(name:str, # parameter name, used in the message
     if isinstance(value, (str, int)) and not isinstance(value, bool) and value in valid: return value
     raise ValueError(f"{name} must be one of {', '.join(map(repr, valid))}; got {value!r}")
 
-# %% ../../nbs/stats/04_multires.ipynb #093a7b72
+# %% ../../nbs/stats/04_multires.ipynb #69185744
 def _loss_kink(loss) -> float:
     "Margin around which the loss is curved: 0 for logistic, 1/2 for DWD (q = 1)."
     return 0.5 if str(getattr(loss, "name", "")).lower() == "dwd" else 0.0
 
-# %% ../../nbs/stats/04_multires.ipynb #176e5c54
+# %% ../../nbs/stats/04_multires.ipynb #3bd44a75
 def partition_key(z:np.ndarray, # (n,) pilot scores x^T theta~
                   y:np.ndarray, # (n,) labels 0/1
                   loss=LOGISTIC, # loss object (its name picks the kink for "auto"/"margin")
@@ -73,7 +73,7 @@ def partition_key(z:np.ndarray, # (n,) pilot scores x^T theta~
     if partition == "abs_score": return np.abs(z)
     return np.abs((2 * y - 1) * z - _loss_kink(loss))
 
-# %% ../../nbs/stats/04_multires.ipynb #9fd396db
+# %% ../../nbs/stats/04_multires.ipynb #779816be
 def focus_split(key:np.ndarray, # (n,) partition key, see `partition_key`
                 q:float, # focus fraction in (0, 1]
                ):
@@ -84,7 +84,7 @@ def focus_split(key:np.ndarray, # (n,) partition key, see `partition_key`
     elif nf > 0: mask[np.argpartition(key, nf - 1)[:nf]] = True
     return mask, (float(key[mask].max()) if nf else 0.0)
 
-# %% ../../nbs/stats/04_multires.ipynb #f3027d01
+# %% ../../nbs/stats/04_multires.ipynb #fc5d43aa
 def focus_scores(X:np.ndarray, # (m, d) focus rows
                  y:np.ndarray, # (m,) their labels
                  theta:np.ndarray, # pilot
@@ -98,7 +98,7 @@ def focus_scores(X:np.ndarray, # (m, d) focus rows
     if criterion == "mVc": return mvc_scores(X, y, theta, loss=loss)
     return mmse_scores(X, y, theta, M, loss=loss)
 
-# %% ../../nbs/stats/04_multires.ipynb #bee25a57
+# %% ../../nbs/stats/04_multires.ipynb #c7e8c0fc
 def inclusion_probs(scores:np.ndarray, # (m,) non-negative scores
                     r:float, # expected sample size
                    )->np.ndarray:
@@ -108,7 +108,7 @@ def inclusion_probs(scores:np.ndarray, # (m,) non-negative scores
     if r >= pos.sum(): return pos.astype(float)
     return poisson_inclusion(s, r)
 
-# %% ../../nbs/stats/04_multires.ipynb #1c515808
+# %% ../../nbs/stats/04_multires.ipynb #5b5cd436
 def rest_summary(X:np.ndarray, # (n, d) all rows
                  y:np.ndarray, # (n,) labels
                  theta_ref:np.ndarray, # reference point
@@ -121,12 +121,12 @@ def rest_summary(X:np.ndarray, # (n, d) all rows
     return dict(n=int(len(y) if mask is None else np.count_nonzero(mask)), value=ls.value, g=ls.grad, H=ls.hessian,
                 theta_ref=np.array(theta_ref, float))
 
-# %% ../../nbs/stats/04_multires.ipynb #10b8bec7
+# %% ../../nbs/stats/04_multires.ipynb #b265aaba
 def _hess(X, y, theta, w, loss):
     "sum w l''(x^T theta) x x^T."
     return crossprod(X, w * loss.dzz(X @ theta, y)) if len(y) else np.zeros((X.shape[1], X.shape[1]))
 
-# %% ../../nbs/stats/04_multires.ipynb #c62e88da
+# %% ../../nbs/stats/04_multires.ipynb #94685740
 def control_variate_solve(XS:np.ndarray, yS:np.ndarray, wS:np.ndarray, # focus sample and its weights 1/pi
                           XC:np.ndarray, yC:np.ndarray, wC:np.ndarray, # rest sample and its weights 1/pi
                           summary:dict, # `rest_summary` of R (g, H, theta_ref)
@@ -165,7 +165,7 @@ def control_variate_solve(XS:np.ndarray, yS:np.ndarray, wS:np.ndarray, # focus s
         if np.linalg.norm(a * step) <= tol * (1 + np.linalg.norm(t)): conv = True; break
     return t, conv, it, bread(t)
 
-# %% ../../nbs/stats/04_multires.ipynb #9b0be9bd
+# %% ../../nbs/stats/04_multires.ipynb #89d3e97b
 def bin_pseudo_points(X:np.ndarray, # (n, d) all rows
                       y:np.ndarray, # (n,) labels 0/1
                       z:np.ndarray, # (n,) projection used for binning
@@ -185,7 +185,7 @@ def bin_pseudo_points(X:np.ndarray, # (n, d) all rows
     if not Xs: return np.zeros((0, X.shape[1])), np.zeros(0), np.zeros(0)
     return np.concatenate(Xs), np.concatenate(ys), np.concatenate(ns)
 
-# %% ../../nbs/stats/04_multires.ipynb #89ac2c82
+# %% ../../nbs/stats/04_multires.ipynb #e6048a8b
 class MultiResolution(SubsampleEstimator):
     """Multi-resolution subsampling: a RECONSTRUCTION (spec §5, R1/R1b/R2) of MROSS, not the paper's algorithm.
 
@@ -230,7 +230,7 @@ class MultiResolution(SubsampleEstimator):
         if self.variant == "R2": return {"Nd": first["Nd"] + self.passes, "Nd2": first["Nd2"]}   # binning is O(Nd)
         return {"Nd": first["Nd"], "Nd2": first["Nd2"] + self.passes}
 
-# %% ../../nbs/stats/04_multires.ipynb #e043ca12
+# %% ../../nbs/stats/04_multires.ipynb #bb6ceb87
 @patch
 def _check_params(self:MultiResolution):
     "ValueError naming the parameter and its valid values for any bad setting."
@@ -253,7 +253,7 @@ def _check_params(self:MultiResolution):
         raise ValueError(f"n_jobs must be None or a positive integer; got {self.n_jobs!r}")
     if self.engine == "fast" and self._fast_unsupported(): raise ValueError(f"engine='fast' {self._fast_unsupported()}; use engine='exact'")
 
-# %% ../../nbs/stats/04_multires.ipynb #6d2de69f
+# %% ../../nbs/stats/04_multires.ipynb #48367a08
 @patch
 def _design(self:MultiResolution, X, y, rng):
     "Pilot, partition, inclusion probabilities and the Poisson draw; returns a dict of the pieces."
@@ -271,14 +271,14 @@ def _design(self:MultiResolution, X, y, rng):
     idx = draw_poisson(rng, pi)
     return dict(pilot=pilot, F=F, threshold=thr, pi=pi, idx=idx, S=idx[F[idx]], C=idx[~F[idx]])
 
-# %% ../../nbs/stats/04_multires.ipynb #0aaee8c1
+# %% ../../nbs/stats/04_multires.ipynb #5baf8a28
 @patch
 def _focus_cov(self:MultiResolution, XS, yS, theta, piS, extra_H):
     "V_MR = H^-1 [sum_S (1-pi)/pi^2 psi psi^T] H^-1 with H = sum_S l'' x x^T / pi + extra_H."
     if len(yS) == 0: return np.zeros_like(extra_H)
     return sandwich(XS, yS, theta, weights=1 / piS, meat_weights=(1 - piS) / piS**2, loss=as_loss(self.loss), extra_hessian=extra_H)
 
-# %% ../../nbs/stats/04_multires.ipynb #8def8271
+# %% ../../nbs/stats/04_multires.ipynb #16a8cbfb
 @patch
 def _fit_R1(self:MultiResolution, XS, yS, piS, X, y, R, theta_ref):
     "R1: Newton with backtracking on the quadratic-summary surrogate Q, `passes` times."
@@ -291,7 +291,7 @@ def _fit_R1(self:MultiResolution, XS, yS, piS, X, y, R, theta_ref):
     cov = self._focus_cov(XS, yS, res.theta, piS, summ["H"] + self.ridge * np.eye(d))
     return res.theta, cov, res.hessian, conv, n_iter, thetas, summ
 
-# %% ../../nbs/stats/04_multires.ipynb #a719536b
+# %% ../../nbs/stats/04_multires.ipynb #f1cc8fe5
 @patch
 def _fit_R2(self:MultiResolution, XS, yS, piS, X, y, R, theta_ref):
     "R2: weighted fit on the focus sample (1/pi) plus the rest's pseudo-points (weights n_k), re-binned per pass."
@@ -304,7 +304,7 @@ def _fit_R2(self:MultiResolution, XS, yS, piS, X, y, R, theta_ref):
     cov = self._focus_cov(XS, yS, res.theta, piS, _hess(Xb, yb, res.theta, nb, as_loss(self.loss)) + self.ridge * np.eye(d))
     return res.theta, cov, res.hessian, conv, n_iter, thetas, summ
 
-# %% ../../nbs/stats/04_multires.ipynb #e50a73e9
+# %% ../../nbs/stats/04_multires.ipynb #4fe120c9
 @patch
 def _fit_R1b(self:MultiResolution, XS, yS, piS, XC, yC, piC, X, y, R, theta_ref):
     "R1b: R1 start, then the control-variate equation (`control_variate_solve`), `passes` times."
@@ -322,7 +322,7 @@ def _fit_R1b(self:MultiResolution, XS, yS, piS, XC, yC, piC, X, y, R, theta_ref)
     Mi = np.linalg.inv(M)
     return th, Mi @ meat @ Mi, M, conv, n_iter, thetas, summ
 
-# %% ../../nbs/stats/04_multires.ipynb #81d8ca5b
+# %% ../../nbs/stats/04_multires.ipynb #99fc27a6
 @patch
 def _fit(self:MultiResolution, X, y, rng):
     "The RECONSTRUCTED multi-resolution fit on validated arrays; returns (SubsampleResult, pilot theta, sample rows)."
@@ -345,7 +345,7 @@ def _fit(self:MultiResolution, X, y, rng):
     fits = [D["pilot"], SimpleNamespace(converged=conv)]
     return self._result(theta, cov, n, len(D["idx"]), fits, n_iter, info), tp, D["idx"]
 
-# %% ../../nbs/stats/04_multires.ipynb #c7629c2b
+# %% ../../nbs/stats/04_multires.ipynb #a74c80a9
 @patch
 def fit(self:MultiResolution, X, y):
     "Fit the multi-resolution estimator (RECONSTRUCTION); also sets `focus_fraction_`, `threshold_`, `rest_summary_`."
@@ -363,25 +363,25 @@ def fit(self:MultiResolution, X, y):
     if names is not None: res.param_names = names
     return self._set_fitted(res, pilot, idx, X.shape[1])
 
-# %% ../../nbs/stats/04_multires.ipynb #60282e27
+# %% ../../nbs/stats/04_multires.ipynb #6655c550
 import os
 
-# %% ../../nbs/stats/04_multires.ipynb #bec89729
+# %% ../../nbs/stats/04_multires.ipynb #d062ec97
 import threading
 
-# %% ../../nbs/stats/04_multires.ipynb #8907660d
+# %% ../../nbs/stats/04_multires.ipynb #6346beb9
 from concurrent.futures import ThreadPoolExecutor
 
-# %% ../../nbs/stats/04_multires.ipynb #d97442b7
+# %% ../../nbs/stats/04_multires.ipynb #5e9a1bc9
 from .data import check_Xy, _as_2d_float, _labels
 
-# %% ../../nbs/stats/04_multires.ipynb #84e87bbd
+# %% ../../nbs/stats/04_multires.ipynb #6ff4406c
 from .estimators import Pilot, _flag_singular, _is_dask
 
-# %% ../../nbs/stats/04_multires.ipynb #28f337c2
+# %% ../../nbs/stats/04_multires.ipynb #84743f58
 from ..core.seeding import as_generator
 
-# %% ../../nbs/stats/04_multires.ipynb #21ca8436
+# %% ../../nbs/stats/04_multires.ipynb #f6f825e3
 FAST_MIN_ROWS = 500_000  # engine="auto" uses the fast engine from this many rows on
 FAST_BLOCK = 16_384      # rows per block of the fused sweep (transposed block + its scaled copy: ~2.8 MB at d = 10)
 FAST_STREAM = 65_536     # rows per random stream: the draws do not depend on the block size or the thread count
@@ -389,7 +389,7 @@ FAST_PRESAMPLE = 65_536  # uniform rows that place the partition band and the ca
 FAST_BAND_SE = 5.0       # half-width of the band around the presample quantile, in standard errors
 FAST_OVERSAMPLE = 3.0    # candidate rate / estimated target rate of the one-sweep Poisson draw
 
-# %% ../../nbs/stats/04_multires.ipynb #dc9171c2
+# %% ../../nbs/stats/04_multires.ipynb #ad45bf66
 @patch
 def _fast_unsupported(self:MultiResolution) -> str:
     "Why the fast engine cannot run these settings ('' when it can)."
@@ -398,22 +398,23 @@ def _fast_unsupported(self:MultiResolution) -> str:
     if self.partition not in ("auto", "abs_score"): return f"partitions by |z| only (partition='auto' or 'abs_score'), got {self.partition!r}"
     return ""
 
-# %% ../../nbs/stats/04_multires.ipynb #ea4251c3
+# %% ../../nbs/stats/04_multires.ipynb #05fe1910
 @patch
 def _engine_for(self:MultiResolution, n:int) -> str:
     "The engine a fit on n in-memory rows uses: 'exact' or 'fast'."
     if self.engine == "auto": return "fast" if n >= FAST_MIN_ROWS and not self._fast_unsupported() else "exact"
     return self.engine
 
-# %% ../../nbs/stats/04_multires.ipynb #6a090679
+# %% ../../nbs/stats/04_multires.ipynb #105c6881
 def _expit_into(z:np.ndarray, # scores
                 out:np.ndarray, # buffer of the same shape
                )->np.ndarray:
-    "1/(1+e^-z) written into `out` (numpy's SIMD exp, no temporaries)."
-    np.negative(z, out=out); np.exp(out, out=out); np.add(out, 1.0, out=out)
-    return np.reciprocal(out, out=out)
+    "1/(1+e^-z) written into `out` (numpy's SIMD exp, no temporaries; e^-z = inf for z << 0 gives exactly 0)."
+    with np.errstate(over="ignore"):
+        np.negative(z, out=out); np.exp(out, out=out); np.add(out, 1.0, out=out)
+        return np.reciprocal(out, out=out)
 
-# %% ../../nbs/stats/04_multires.ipynb #93215da0
+# %% ../../nbs/stats/04_multires.ipynb #68a4f8e1
 class _Buf:
     "Per-thread work buffers for blocks of up to m rows and d columns (`mat` gives C-contiguous views of any width)."
     def __init__(self, d, m):
@@ -424,7 +425,7 @@ class _Buf:
         "(Xt, A): C-contiguous (d, m) and (d + 1, m) views (BLAS `out=` needs C-contiguous arrays)."
         return self._Xt[:self.d * m].reshape(self.d, m), self._A[:(self.d + 1) * m].reshape(self.d + 1, m)
 
-# %% ../../nbs/stats/04_multires.ipynb #a1116f6e
+# %% ../../nbs/stats/04_multires.ipynb #c4dd6eae
 def _run_streams(work, # work(job) -> result
                  jobs:list, # the jobs, e.g. row streams
                  n_jobs:int, # threads
@@ -436,13 +437,13 @@ def _run_streams(work, # work(job) -> result
             return list(ex.map(work, jobs))
     return [work(j) for j in jobs]
 
-# %% ../../nbs/stats/04_multires.ipynb #6a25419b
+# %% ../../nbs/stats/04_multires.ipynb #7b996350
 def _buffers(local:dict, d:int)->_Buf:
     "This thread's buffers (created on first use)."
     tid = threading.get_ident()
     return local.get(tid) or local.setdefault(tid, _Buf(d, FAST_BLOCK))
 
-# %% ../../nbs/stats/04_multires.ipynb #53475b96
+# %% ../../nbs/stats/04_multires.ipynb #f130c036
 def _fast_sweep(X:np.ndarray, # (N, d) C-contiguous float64
                 y:np.ndarray, # (N,) labels
                 theta:np.ndarray, # pilot
@@ -501,7 +502,7 @@ def _fast_sweep(X:np.ndarray, # (N, d) C-contiguous float64
     out["cand"] = cat("cand", (np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0)))
     return out
 
-# %% ../../nbs/stats/04_multires.ipynb #7a880963
+# %% ../../nbs/stats/04_multires.ipynb #a23f6ee7
 def _fast_rest_sweep(X:np.ndarray, # (N, d)
                      y:np.ndarray, # (N,)
                      theta:np.ndarray, # new reference point
@@ -524,7 +525,7 @@ def _fast_rest_sweep(X:np.ndarray, # (N, d)
     GH = sum(_run_streams(work, [(s, min(s + FAST_STREAM, N)) for s in range(0, N, FAST_STREAM)], n_jobs))
     return GH[d].copy(), GH[:d].copy()
 
-# %% ../../nbs/stats/04_multires.ipynb #99155183
+# %% ../../nbs/stats/04_multires.ipynb #1b36d957
 def _rows_gh(Xr:np.ndarray, # (m, d) rows
              yr:np.ndarray, # (m,) labels
              theta:np.ndarray, # point of evaluation
@@ -534,7 +535,7 @@ def _rows_gh(Xr:np.ndarray, # (m, d) rows
     p = 1 / (1 + np.exp(-(Xr @ theta)))
     return Xr.T @ (p - yr), (Xr.T * (p * (1 - p))) @ Xr
 
-# %% ../../nbs/stats/04_multires.ipynb #e57e811f
+# %% ../../nbs/stats/04_multires.ipynb #7c325fda
 def _fast_pilot(X:np.ndarray, # (N, d)
                 y:np.ndarray, # (N,) labels
                 n1:int, # number of ones
@@ -556,7 +557,7 @@ def _fast_pilot(X:np.ndarray, # (N, d)
     idx, w = np.concatenate(idx), np.concatenate(w)
     return Pilot(idx, w, newton(X[idx], y[idx], weights=w, ridge=ridge))
 
-# %% ../../nbs/stats/04_multires.ipynb #32157803
+# %% ../../nbs/stats/04_multires.ipynb #716fcda4
 @patch
 def _fit_fast(self:MultiResolution, X, y, n1, rng):
     "The fast engine (same estimator as `_fit` with variant R1); returns (SubsampleResult, pilot theta, sample rows)."
@@ -626,7 +627,7 @@ def _fit_fast(self:MultiResolution, X, y, n1, rng):
                 n_band=len(rb), n_jobs=n_jobs)
     return self._result(res.theta, cov, N, len(S), [pil.fit, SimpleNamespace(converged=conv)], n_iter, info), th, S
 
-# %% ../../nbs/stats/04_multires.ipynb #3d8ef6b8
+# %% ../../nbs/stats/04_multires.ipynb #c4bf9b10
 def _light_Xy(X, y):
     "(X, y, n1) for the fast engine: float64 arrays without a full finiteness pass (the sweep checks); labels counted."
     X = _as_2d_float(X)
