@@ -800,6 +800,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                    'agentlab/stats/outofcore.py'),
                                           'agentlab.stats.outofcore._score_h': ( 'stats/outofcore.html#_score_h',
                                                                                  'agentlab/stats/outofcore.py'),
+                                          'agentlab.stats.outofcore._scored_pass': ( 'stats/outofcore.html#_scored_pass',
+                                                                                     'agentlab/stats/outofcore.py'),
                                           'agentlab.stats.outofcore._scores': ( 'stats/outofcore.html#_scores',
                                                                                 'agentlab/stats/outofcore.py'),
                                           'agentlab.stats.outofcore._single_class': ( 'stats/outofcore.html#_single_class',

@@ -7,49 +7,49 @@ __all__ = ['OVERSAMPLE', 'OUTOFCORE_PASSES', 'row_uniforms', 'BlockData', 'as_bl
            'block_summaries', 'score_sum', 'solve_kappa', 'fit_dask', 'write_design_parquet', 'read_design_parquet',
            'design_dask']
 
-# %% ../../nbs/stats/05_outofcore.ipynb #d1b53dbe
+# %% ../../nbs/stats/05_outofcore.ipynb #a465f300
 import dask.array as da
 
-# %% ../../nbs/stats/05_outofcore.ipynb #98095801
+# %% ../../nbs/stats/05_outofcore.ipynb #2b18f39c
 import math
 
-# %% ../../nbs/stats/05_outofcore.ipynb #8413f85c
+# %% ../../nbs/stats/05_outofcore.ipynb #27439619
 import time
 
-# %% ../../nbs/stats/05_outofcore.ipynb #e3ea7a01
+# %% ../../nbs/stats/05_outofcore.ipynb #25ba708c
 from pathlib import Path
 
-# %% ../../nbs/stats/05_outofcore.ipynb #319f8b9b
+# %% ../../nbs/stats/05_outofcore.ipynb #6fb88b71
 import numpy as np
 
-# %% ../../nbs/stats/05_outofcore.ipynb #96e357ea
+# %% ../../nbs/stats/05_outofcore.ipynb #a68fee5b
 import dask
 
-# %% ../../nbs/stats/05_outofcore.ipynb #639f4adc
+# %% ../../nbs/stats/05_outofcore.ipynb #e9b7e776
 from scipy.special import expit
 
-# %% ../../nbs/stats/05_outofcore.ipynb #23e39d3e
+# %% ../../nbs/stats/05_outofcore.ipynb #e4240d10
 from ..core.seeding import as_generator, derive_seed
 
-# %% ../../nbs/stats/05_outofcore.ipynb #1fd1239d
+# %% ../../nbs/stats/05_outofcore.ipynb #0673202d
 from . import glm
 
-# %% ../../nbs/stats/05_outofcore.ipynb #563a6771
+# %% ../../nbs/stats/05_outofcore.ipynb #dcc9ff05
 from .data import simulate_design_chunks, simulate_design, crossprod
 
-# %% ../../nbs/stats/05_outofcore.ipynb #ca2a8b2f
+# %% ../../nbs/stats/05_outofcore.ipynb #5b9c9992
 _GOLD = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 
-# %% ../../nbs/stats/05_outofcore.ipynb #b4d28fc0
+# %% ../../nbs/stats/05_outofcore.ipynb #788b8967
 def _mix64(z):
     "SplitMix64 finaliser on a uint64 array (wrapping arithmetic)."
     z = z ^ (z >> np.uint64(30)); z = z * _M1
     z = z ^ (z >> np.uint64(27)); z = z * _M2
     return z ^ (z >> np.uint64(31))
 
-# %% ../../nbs/stats/05_outofcore.ipynb #ac8e9aef
+# %% ../../nbs/stats/05_outofcore.ipynb #302677bf
 def row_uniforms(seed:int, # base seed
                  stream:str, # what the numbers are for, e.g. "poisson"
                  rows, # global row numbers (ints >= 0)
@@ -61,10 +61,10 @@ def row_uniforms(seed:int, # base seed
         z = _mix64(_mix64(z + _GOLD) ^ key)
     return ((z >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
 
-# %% ../../nbs/stats/05_outofcore.ipynb #137f5aa8
+# %% ../../nbs/stats/05_outofcore.ipynb #45db3833
 def _is_dask(o): return type(o).__module__.split(".")[0] == "dask"
 
-# %% ../../nbs/stats/05_outofcore.ipynb #4df510e0
+# %% ../../nbs/stats/05_outofcore.ipynb #b0f16bd4
 class BlockData:
     "Row blocks of (X, y) with known global offsets: lazy (dask) or in memory (numpy slices)."
     def __init__(self, blocks, offsets, d, lazy, kind, n_pre_passes=0, feature_names=None):
@@ -76,12 +76,12 @@ class BlockData:
     def n_blocks(self): return len(self.blocks)
     def __repr__(self): return f"BlockData(n={self.n}, d={self.d}, blocks={self.n_blocks}, kind={self.kind!r})"
 
-# %% ../../nbs/stats/05_outofcore.ipynb #f54e23b8
+# %% ../../nbs/stats/05_outofcore.ipynb #812da954
 def _frame_xy(part, features, label):
     "A pandas partition -> (X float64, y float64)."
     return part[features].to_numpy(dtype=np.float64), part[label].to_numpy(dtype=np.float64)
 
-# %% ../../nbs/stats/05_outofcore.ipynb #18427352
+# %% ../../nbs/stats/05_outofcore.ipynb #5fe915c7
 def as_blocks(X, # dask array (n, d) | dask DataFrame | numpy array
               y=None, # labels (dask or numpy array), or the label column name when X is a DataFrame
               label:str="y", # label column of a dask DataFrame when y is None
@@ -117,12 +117,12 @@ def as_blocks(X, # dask array (n, d) | dask DataFrame | numpy array
     starts = list(range(0, len(X), step)) or [0]
     return BlockData([(X[s:s + step], y[s:s + step]) for s in starts], np.r_[starts, len(X)], X.shape[1], False, "numpy")
 
-# %% ../../nbs/stats/05_outofcore.ipynb #3bac17d3
+# %% ../../nbs/stats/05_outofcore.ipynb #8b088ff6
 def _leaf_call(leaf, xb, yb, off, *args):
     if yb is None: xb, yb = xb                      # DataFrame partitions arrive as one (X, y) tuple
     return leaf(np.asarray(xb, np.float64), np.asarray(yb, np.float64), off, *args)
 
-# %% ../../nbs/stats/05_outofcore.ipynb #7ae708bc
+# %% ../../nbs/stats/05_outofcore.ipynb #9f5f039e
 def _tree(nodes, combine, fan=8):
     "Combine delayed results in a tree (fan-in `fan`)."
     while len(nodes) > 1:
@@ -130,7 +130,7 @@ def _tree(nodes, combine, fan=8):
                  for i in range(0, len(nodes), fan)]
     return nodes[0]
 
-# %% ../../nbs/stats/05_outofcore.ipynb #dedcf98c
+# %% ../../nbs/stats/05_outofcore.ipynb #903abdb0
 def blockwise_reduce(data:BlockData, # the blocks
                      leaf, # leaf(X, y, offset, *args) -> small summary
                      combine, # combine(*summaries) -> summary
@@ -147,13 +147,13 @@ def blockwise_reduce(data:BlockData, # the blocks
               for (xb, yb), off in zip(data.blocks, data.offsets[:-1])]
     return _tree(leaves, combine).compute()
 
-# %% ../../nbs/stats/05_outofcore.ipynb #378700a6
+# %% ../../nbs/stats/05_outofcore.ipynb #bf78805d
 def _cat(tables):
     "Concatenate tables (dicts of equal-length arrays); '_k' is carried along."
     t0 = tables[0]
     return {c: (t0[c] if c == "_k" else np.concatenate([t[c] for t in tables])) for c in t0}
 
-# %% ../../nbs/stats/05_outofcore.ipynb #f1d4d8f7
+# %% ../../nbs/stats/05_outofcore.ipynb #4a4ab6f1
 def _merge(*ss):
     "Merge block summaries: add numbers/arrays, recurse into dicts, concatenate `cand*`, keep `bot*` bottom-k."
     out = {}
@@ -168,19 +168,19 @@ def _merge(*ss):
         else: out[k] = sum(vs[1:], vs[0])
     return out
 
-# %% ../../nbs/stats/05_outofcore.ipynb #d1350488
+# %% ../../nbs/stats/05_outofcore.ipynb #cd744535
 def _table(X, y, rows, sel, **extra):
     "The rows `sel` of a block as a table: global row, X, y and extra per-row columns."
     return {"row": rows[sel], "X": X[sel], "y": y[sel], **{k: v[sel] for k, v in extra.items()}}
 
-# %% ../../nbs/stats/05_outofcore.ipynb #f583ede9
+# %% ../../nbs/stats/05_outofcore.ipynb #cfd7d9f4
 def _bottom(X, y, rows, u, mask, k):
     "The k rows (within `mask`) with the smallest keys u — chunk-invariant uniform sampling without replacement."
     idx = np.flatnonzero(mask)
     if len(idx) > k: idx = idx[np.argpartition(u[idx], k - 1)[:k]]
     return _table(X, y, rows, idx, u=u) | {"_k": k}
 
-# %% ../../nbs/stats/05_outofcore.ipynb #38ecea1e
+# %% ../../nbs/stats/05_outofcore.ipynb #01c99acf
 def _check_block(X, y, off):
     "ValueError naming the first bad global row: a non-finite X value or a label that is not 0/1."
     bad = ~np.isfinite(X)
@@ -192,7 +192,7 @@ def _check_block(X, y, off):
         i = int(np.flatnonzero(badl)[0]); v = float(y[i])
         raise ValueError(f"row {off + i}: label must be 0/1, got {int(v) if v.is_integer() else v}")
 
-# %% ../../nbs/stats/05_outofcore.ipynb #1e14861c
+# %% ../../nbs/stats/05_outofcore.ipynb #18fcdf94
 def _pass1_leaf(X, y, off, seed, k_pilot, k_unif):
     "Pass 1 on one block: validate; class counts; bottom-k pilot candidates per class; bottom-k uniform candidates."
     _check_block(X, y, off)
@@ -205,13 +205,13 @@ def _pass1_leaf(X, y, off, seed, k_pilot, k_unif):
     if k_unif: out["bot_unif"] = _bottom(X, y, rows, row_uniforms(seed, "uniform", rows), np.ones(len(y), bool), k_unif)
     return out
 
-# %% ../../nbs/stats/05_outofcore.ipynb #3088fc85
+# %% ../../nbs/stats/05_outofcore.ipynb #06b7c732
 def class_counts(data:BlockData)->tuple:
     "(n, n1) in one blockwise pass (which also validates X and y)."
     s = blockwise_reduce(data, _pass1_leaf, _merge, 0, 0, 0)
     return s["n"], int(s["n1"])
 
-# %% ../../nbs/stats/05_outofcore.ipynb #910de7df
+# %% ../../nbs/stats/05_outofcore.ipynb #15b49d05
 def _score_h(X, crit, Minv):
     "The x-part h(x) of the score s = |y - p| h(x): ||x|| (mVc), ||M^-1 x|| (mMSE), 1 (lcc)."
     if crit == "mVc": return np.sqrt(np.einsum("ij,ij->i", X, X))
@@ -219,13 +219,13 @@ def _score_h(X, crit, Minv):
     if crit in ("lcc", "uniform"): return np.ones(len(X))
     raise ValueError(f"criterion must be 'mVc', 'mMSE', 'lcc' or 'uniform', got {crit!r}")
 
-# %% ../../nbs/stats/05_outofcore.ipynb #1ddccfdc
+# %% ../../nbs/stats/05_outofcore.ipynb #a765bc8a
 def _scores(X, y, p, crit, Minv):
     "Sampling scores s_i: |y - p| h(x), or 1 for uniform sampling."
     if crit == "uniform": return np.ones(len(y))
     return np.abs(y - p) * _score_h(X, crit, Minv)
 
-# %% ../../nbs/stats/05_outofcore.ipynb #b2cbcebf
+# %% ../../nbs/stats/05_outofcore.ipynb #6bec85b9
 def _binned(X, resid, curv, s, b, B):
     "Per-bin count, score sum, X^T resid and X^T diag(curv) X for bin labels b in 0..B-1 (one sort, one matmul per bin)."
     d = X.shape[1]
@@ -239,7 +239,7 @@ def _binned(X, resid, curv, s, b, B):
         g[k] = Xo[sl].T @ ro[sl]; H[k] = crossprod(Xo[sl], co[sl])
     return {"cnt": cnt, "ssum": ssum, "g": g, "H": H}
 
-# %% ../../nbs/stats/05_outofcore.ipynb #39e77259
+# %% ../../nbs/stats/05_outofcore.ipynb #07328a5c
 def _poisson_counts(u, lam):
     "Poisson(lam) counts by inversion of uniforms u: count >= m iff u < P(N >= m) (so count > 0 iff u < 1 - e^-lam)."
     from scipy.stats import poisson
@@ -248,7 +248,7 @@ def _poisson_counts(u, lam):
         live = live & (u < poisson.sf(k, lam)); c += live; k += 1
     return c
 
-# %% ../../nbs/stats/05_outofcore.ipynb #c3f82feb
+# %% ../../nbs/stats/05_outofcore.ipynb #ec991010
 def _pass2_leaf(X, y, off, spec):
     "Pass 2 on one block, at the pilot: full or |z|-binned sums, score sums, Poisson and ticket candidates."
     rows = off + np.arange(len(y), dtype=np.int64)
@@ -272,7 +272,7 @@ def _pass2_leaf(X, y, off, spec):
         out["cand_tick"] = t
     return out
 
-# %% ../../nbs/stats/05_outofcore.ipynb #ec98e241
+# %% ../../nbs/stats/05_outofcore.ipynb #5693b159
 def block_summaries(data:BlockData, # the blocks
                     theta, # (d,) point of evaluation
                    )->tuple:
@@ -280,7 +280,7 @@ def block_summaries(data:BlockData, # the blocks
     s = blockwise_reduce(data, _pass2_leaf, _merge, {"theta": np.asarray(theta, float), "full": True})
     return s["g"], s["H"]
 
-# %% ../../nbs/stats/05_outofcore.ipynb #72630711
+# %% ../../nbs/stats/05_outofcore.ipynb #b5ae56da
 def score_sum(data:BlockData, # the blocks
               theta, # (d,) point of evaluation
               criterion:str="mVc", # "mVc", "mMSE" or "lcc"
@@ -289,7 +289,7 @@ def score_sum(data:BlockData, # the blocks
     "Σᵢ |yᵢ − pᵢ| h(xᵢ) at theta over all rows, in one blockwise pass."
     return blockwise_reduce(data, _pass2_leaf, _merge, {"theta": np.asarray(theta, float), "crit": criterion, "Minv": Minv})["ssum"]
 
-# %% ../../nbs/stats/05_outofcore.ipynb #977bffe1
+# %% ../../nbs/stats/05_outofcore.ipynb #0892776c
 def solve_kappa(s_top, # scores that may be capped (all s with lam*s >= 1 for some lam >= kappa)
                 s_total:float, # sum of all scores
                 r:float, # expected sample size
@@ -304,38 +304,38 @@ def solve_kappa(s_top, # scores that may be capped (all s with lam*s >= 1 for so
     if not len(ok): raise ValueError(f"cannot reach an expected sample size of {r}: only {len(s)} rows have a positive score")
     return float(kap[ok[0]])
 
-# %% ../../nbs/stats/05_outofcore.ipynb #a5899e19
+# %% ../../nbs/stats/05_outofcore.ipynb #ea13c682
 def _pass3_leaf(X, y, off, theta_part, c, theta_ref):
     "Pass 3 on one block: rest-region (|x'theta_pilot| >= c) score and Hessian sums at theta_ref."
     R = np.abs(X @ theta_part) >= c
     Xr, yr = X[R], y[R]; p = expit(Xr @ theta_ref)
     return {"g": Xr.T @ (p - yr), "H": crossprod(Xr, p * (1 - p)), "nR": int(R.sum())}
 
-# %% ../../nbs/stats/05_outofcore.ipynb #20917b05
+# %% ../../nbs/stats/05_outofcore.ipynb #ef97f37d
 OVERSAMPLE = 3.0   # candidate rate / target rate of the one-pass Poisson and ticket draws
 
-# %% ../../nbs/stats/05_outofcore.ipynb #733b37a5
+# %% ../../nbs/stats/05_outofcore.ipynb #6328b380
 OUTOFCORE_PASSES = {"UniformSubsampling": 1, "OneStepNewton": 2, "OSMAC": 2, "PoissonSubsampling": 2,
                     "LocalCaseControl": 2, "MultiResolution(passes=1)": 2, "MultiResolution(passes=2)": 3}
 
-# %% ../../nbs/stats/05_outofcore.ipynb #10601c42
+# %% ../../nbs/stats/05_outofcore.ipynb #baffbe41
 def _int_seed(random_state)->int:
     "An int seed from random_state: an int as is; a Generator (or None) gives one draw."
     if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, (bool, np.bool_)): return int(random_state)
     return int(as_generator(random_state).integers(0, 2**32 - 1))
 
-# %% ../../nbs/stats/05_outofcore.ipynb #222a0d1b
+# %% ../../nbs/stats/05_outofcore.ipynb #9904e978
 def _weighted_quantile(x, w, levels):
     "Quantiles of x under weights w (midpoint interpolation)."
     o = np.argsort(x); x, w = x[o], w[o]; cw = (np.cumsum(w) - 0.5 * w) / w.sum()
     return np.interp(levels, cw, x)
 
-# %% ../../nbs/stats/05_outofcore.ipynb #2cab64d6
+# %% ../../nbs/stats/05_outofcore.ipynb #a423ac96
 def _log_incl(kappa, h, logp):
     "log min(1, κ h e^logp), elementwise (inclusion probability of a row whose |y - p| would be e^logp)."
     with np.errstate(divide="ignore"): return np.minimum(0.0, np.log(kappa) + np.log(h) + logp)
 
-# %% ../../nbs/stats/05_outofcore.ipynb #ab3c0d19
+# %% ../../nbs/stats/05_outofcore.ipynb #6bedd915
 class _Ctx:
     "State of one out-of-core fit: estimator, blocks, seed, pass counter, info."
     def __init__(self, est, data):
@@ -348,15 +348,15 @@ class _Ctx:
         "One counted pass."
         self.passes += 1; return blockwise_reduce(self.data, leaf, _merge, *args)
 
-# %% ../../nbs/stats/05_outofcore.ipynb #f5592de3
+# %% ../../nbs/stats/05_outofcore.ipynb #d524112f
 def _check_budget(n, r, r0):
     if r0 + r >= n: raise ValueError(f"r0 + r must be < n (got r0={r0}, r={r}, n={n})")
 
-# %% ../../nbs/stats/05_outofcore.ipynb #24194c2e
+# %% ../../nbs/stats/05_outofcore.ipynb #ecd019c5
 def _single_class(n, n1):
     if n1 == 0 or n1 == n: raise ValueError(f"y has a single class (all {int(n1 > 0)}): logistic regression needs both")
 
-# %% ../../nbs/stats/05_outofcore.ipynb #6e1aefc7
+# %% ../../nbs/stats/05_outofcore.ipynb #e0122626
 def _pilot(ctx):
     "Pass 1 + the in-memory pilot fit: case-control rows (weights 2 N_c), weighted MLE θ̃."
     est = ctx.est; r0 = int(getattr(est, "r0", 200))
@@ -373,7 +373,7 @@ def _pilot(ctx):
     ctx.n, ctx.n1, ctx.pilot, ctx.theta_t = n, n1, P, nr.theta
     ctx.info["pilot_rows"] = P["row"]
 
-# %% ../../nbs/stats/05_outofcore.ipynb #ef99161a
+# %% ../../nbs/stats/05_outofcore.ipynb #a2b76939
 def _criterion(ctx, crit):
     "(criterion, M̃⁻¹ for mMSE from the pilot: Σ w p(1-p) x xᵀ; its scale cancels)."
     if crit == "mMSE":
@@ -381,13 +381,13 @@ def _criterion(ctx, crit):
         return crit, np.linalg.inv(crossprod(P["X"], P["w"] * p * (1 - p)))
     return crit, None
 
-# %% ../../nbs/stats/05_outofcore.ipynb #f09605ec
+# %% ../../nbs/stats/05_outofcore.ipynb #a3adcaef
 def _pilot_scores(ctx, crit, Minv):
     "Scores, |z̃| and weights 1/π^prop of the pilot rows (for Horvitz–Thompson estimates of score sums and quantiles)."
     P = ctx.pilot; z = P["X"] @ ctx.theta_t
     return _scores(P["X"], P["y"], expit(z), crit, Minv), np.abs(z), P["w"]
 
-# %% ../../nbs/stats/05_outofcore.ipynb #76e0dd84
+# %% ../../nbs/stats/05_outofcore.ipynb #a7b62e64
 def _poisson_sample(ctx, spec, S_total, r, cand):
     "Poisson sample, π = min(1, κ s) with Σ π = r, from the candidates; one more pass at a larger rate if κ > λ̂."
     while True:
@@ -401,7 +401,7 @@ def _poisson_sample(ctx, spec, S_total, r, cand):
     o = np.argsort(out["row"], kind="stable")
     return {k: v[o] for k, v in out.items()}, kap
 
-# %% ../../nbs/stats/05_outofcore.ipynb #627420b1
+# %% ../../nbs/stats/05_outofcore.ipynb #ecc89d4c
 def _finish(ctx, theta, cov, n_sub, converged, n_iter, method):
     "Wrap up: SubsampleResult and the fitted attributes."
     est = ctx.est; ctx.info["passes"] = ctx.passes
@@ -415,7 +415,7 @@ def _finish(ctx, theta, cov, n_sub, converged, n_iter, method):
     if hasattr(ctx, "theta_t"): est.pilot_ = ctx.theta_t
     return est
 
-# %% ../../nbs/stats/05_outofcore.ipynb #453dee56
+# %% ../../nbs/stats/05_outofcore.ipynb #f5d51a19
 def _fit_uniform(ctx):
     "r0 + r rows uniformly without replacement (smallest keys), unweighted MLE, sandwich. One pass."
     est = ctx.est; k = int(est.r0) + int(est.r)
@@ -427,7 +427,7 @@ def _fit_uniform(ctx):
     cov = (1 - len(o) / s1["n"]) * glm.sandwich(Xs, ys, nr.theta)      # finite-population factor, as in memory
     return _finish(ctx, nr.theta, cov, len(o), nr.converged, nr.n_iter, "Uniform (out-of-core)")
 
-# %% ../../nbs/stats/05_outofcore.ipynb #8191ac0e
+# %% ../../nbs/stats/05_outofcore.ipynb #f2d926af
 def _fit_onestep(ctx):
     "Pilot, then one Newton step with the full-data score and Hessian at the pilot; covariance H⁻¹. Two passes."
     _pilot(ctx)
@@ -436,16 +436,21 @@ def _fit_onestep(ctx):
     ctx.info.update(rows=ctx.pilot["row"], weights=ctx.pilot["w"], cov_type="inverse full-data Hessian at the pilot")
     return _finish(ctx, theta, np.linalg.inv(H), len(ctx.pilot["row"]), True, 1, "OneStepNewton (out-of-core)")
 
-# %% ../../nbs/stats/05_outofcore.ipynb #a30fffa6
-def _fit_poisson(ctx, crit, weighted, method):
-    "Pilot; one pass for Σs and the candidates; exact κ; weighted (1-π) sandwich or log-odds-corrected fit."
-    est = ctx.est; r = float(est.r)
+# %% ../../nbs/stats/05_outofcore.ipynb #772ade80
+def _scored_pass(ctx, crit, rate_key:str):
+    "Pilot, criterion, then the one pass that sums the scores and draws candidates at an oversampled rate `rate_key`."
     _pilot(ctx)
     crit, Minv = _criterion(ctx, crit)
     sp, _, wp = _pilot_scores(ctx, crit, Minv)
     spec = {"theta": ctx.theta_t, "crit": crit, "Minv": Minv, "seed": ctx.seed,
-            "pois_lam": OVERSAMPLE * r / max(np.mean(sp * wp), 1e-300)}
-    s2 = ctx.run(_pass2_leaf, spec)
+            rate_key: OVERSAMPLE * float(ctx.est.r) / max(np.mean(sp * wp), 1e-300)}
+    return crit, Minv, spec, ctx.run(_pass2_leaf, spec)
+
+# %% ../../nbs/stats/05_outofcore.ipynb #bfd4f8bb
+def _fit_poisson(ctx, crit, weighted, method):
+    "Pilot; one pass for Σs and the candidates; exact κ; weighted (1-π) sandwich or log-odds-corrected fit."
+    r = float(ctx.est.r)
+    crit, Minv, spec, s2 = _scored_pass(ctx, crit, "pois_lam")
     smp, kap = _poisson_sample(ctx, spec, s2["ssum"], r, s2["cand_pois"])
     Xs, ys, pi = smp["X"], smp["y"], smp["pi"]
     ctx.info.update(rows=smp["row"], pi=pi, kappa=kap, score_sum=s2["ssum"])
@@ -462,16 +467,12 @@ def _fit_poisson(ctx, crit, weighted, method):
         ctx.info.update(offset=a, weights=np.ones(len(ys)), cov_type="model-based (offset fit)")
     return _finish(ctx, nr.theta, cov, len(ys), nr.converged, nr.n_iter, method)
 
-# %% ../../nbs/stats/05_outofcore.ipynb #c594860f
+# %% ../../nbs/stats/05_outofcore.ipynb #8f1b6bd3
 def _fit_osmac(ctx, crit):
     "Pilot; one pass for Σs and Poisson tickets; r tickets uniformly = r i.i.d. draws ∝ s; pooled weighted fit."
-    est = ctx.est; r = int(est.r)
-    _pilot(ctx)
-    crit, Minv = _criterion(ctx, crit)
-    sp, _, wp = _pilot_scores(ctx, crit, Minv)
-    spec = {"theta": ctx.theta_t, "crit": crit, "Minv": Minv, "seed": ctx.seed,
-            "tick_lam": OVERSAMPLE * r / max(np.mean(sp * wp), 1e-300)}
-    s2 = ctx.run(_pass2_leaf, spec); S, cand = s2["ssum"], s2["cand_tick"]
+    r = int(ctx.est.r)
+    crit, Minv, spec, s2 = _scored_pass(ctx, crit, "tick_lam")
+    S, cand = s2["ssum"], s2["cand_tick"]
     if cand["c"].sum() < r:                  # too few tickets: one more pass at the now known rate
         ctx.info["fallback_passes"] += 1
         cand = ctx.run(_pass2_leaf, spec | {"tick_lam": OVERSAMPLE * r / S, "tick_stream": "tickets-2"})["cand_tick"]
@@ -488,7 +489,7 @@ def _fit_osmac(ctx, crit):
                     cov_type="OSMAC sandwich (var_weights HC0)")
     return _finish(ctx, nr.theta, cov, len(ys), nr.converged, nr.n_iter, f"OSMAC-{crit} (out-of-core)")
 
-# %% ../../nbs/stats/05_outofcore.ipynb #5eadf800
+# %% ../../nbs/stats/05_outofcore.ipynb #28482349
 def _mr_edges(azp, wp, q):
     "Bin edges for |z̃|: 0, fine (0.25%-level) edges at the pilot's weighted quantiles within q ± 0.15, ∞."
     lev = np.unique(np.r_[0.0, np.linspace(max(0.0, q - 0.15), min(1.0, q + 0.15), 121), 1.0])
@@ -497,7 +498,7 @@ def _mr_edges(azp, wp, q):
     zmax = np.inf if q + 0.15 >= 1 else _weighted_quantile(azp, wp, [q + 0.15])[0]
     return e, np.nextafter(zmax, np.inf)
 
-# %% ../../nbs/stats/05_outofcore.ipynb #f43ac6a0
+# %% ../../nbs/stats/05_outofcore.ipynb #acb2f74e
 def _fit_multires(ctx):
     "MROSS reconstruction R1 out of core: pilot, one pass for the binned partition + summaries + focus candidates."
     est = ctx.est; r = float(est.r); q = float(getattr(est, "q", 0.3))
@@ -541,7 +542,7 @@ def _fit_multires(ctx):
     est.rest_summary_ = {"g": gR, "H": HR, "n": ctx.n - nF, "theta_ref": ref if K == 2 else ctx.theta_t}
     return _finish(ctx, nr.theta, cov, len(ys), conv, n_iter, f"MultiResolution R1 passes={K} (out-of-core; MROSS reconstruction)")
 
-# %% ../../nbs/stats/05_outofcore.ipynb #155348da
+# %% ../../nbs/stats/05_outofcore.ipynb #5326659f
 def fit_dask(estimator, # an agentlab.stats estimator: its params are read, its fitted attributes set
              X, # dask array (n, d), dask DataFrame, or numpy array
              y=None, # labels: dask/numpy array, or the label column name of a DataFrame
@@ -567,7 +568,7 @@ def fit_dask(estimator, # an agentlab.stats estimator: its params are read, its 
     ctx.info["seconds"] = time.perf_counter() - t0
     return est
 
-# %% ../../nbs/stats/05_outofcore.ipynb #cba3d981
+# %% ../../nbs/stats/05_outofcore.ipynb #fa907e45
 def write_design_parquet(path, # directory to create (must not contain parquet files yet)
                          name:str, # design, one of agentlab.stats.data.DESIGNS
                          n:int, # rows
@@ -586,13 +587,13 @@ def write_design_parquet(path, # directory to create (must not contain parquet f
         pq.write_table(tab, path / f"part-{i:05d}.parquet")
     return path
 
-# %% ../../nbs/stats/05_outofcore.ipynb #70ea725c
+# %% ../../nbs/stats/05_outofcore.ipynb #0e224089
 def _read_part(f, cols, label):
     import pyarrow.parquet as pq
     t = pq.read_table(f, columns=cols + [label])
     return np.column_stack([t[c].to_numpy() for c in cols]).astype(np.float64), t[label].to_numpy().astype(np.float64)
 
-# %% ../../nbs/stats/05_outofcore.ipynb #e6fee6fc
+# %% ../../nbs/stats/05_outofcore.ipynb #2c4dffbd
 def read_design_parquet(path, # directory written by write_design_parquet (or any parquet files with a label column)
                         as_array:bool=True, # dask arrays (X, y); False: a dask DataFrame
                         label:str="y", # label column
@@ -611,11 +612,11 @@ def read_design_parquet(path, # directory written by write_design_parquet (or an
         ys.append(da.from_delayed(part[1], shape=(m,), dtype=np.float64))
     return da.concatenate(Xs), da.concatenate(ys)
 
-# %% ../../nbs/stats/05_outofcore.ipynb #66ce047d
+# %% ../../nbs/stats/05_outofcore.ipynb #80a09968
 def _gen_chunk(name, m, d, beta, seed):
     X, y, _ = simulate_design(name, n=m, d=d, beta=beta, seed=seed); return X, y
 
-# %% ../../nbs/stats/05_outofcore.ipynb #414287dd
+# %% ../../nbs/stats/05_outofcore.ipynb #b7304c23
 def design_dask(name:str, # design
                 n:int, # rows
                 chunk_rows:int=1_000_000, # rows per chunk
