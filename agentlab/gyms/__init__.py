@@ -5,13 +5,13 @@
 # %% auto #0
 __all__ = ['GYMS', 'gym_id', 'register_gyms', 'gym_class', 'make_gym']
 
-# %% ../../nbs/gyms/99_registry.ipynb #49bbbfee
+# %% ../../nbs/gyms/99_registry.ipynb #c8c0eb21
 import importlib
 
-# %% ../../nbs/gyms/99_registry.ipynb #709f60d6
+# %% ../../nbs/gyms/99_registry.ipynb #25f6add7
 import gymnasium
 
-# %% ../../nbs/gyms/99_registry.ipynb #dbf166e1
+# %% ../../nbs/gyms/99_registry.ipynb #8f431e2d
 GYMS = {
     "travel": "agentlab.gyms.travel:TravelGym",
     "function": "agentlab.gyms.function:FunctionGym",
@@ -22,14 +22,14 @@ GYMS = {
     "persuade": "agentlab.gyms.persuade:PersuadeGym",
 }
 
-# %% ../../nbs/gyms/99_registry.ipynb #c21d577f
+# %% ../../nbs/gyms/99_registry.ipynb #6406777f
 def gym_id(name:str, # a short name such as 'travel'
           ) -> str: # the Gymnasium id, e.g. 'agentlab/TravelGym-v0'
     "The Gymnasium id of an agentlab gym."
     if name not in GYMS: raise ValueError(f"unknown gym {name!r}; available: {', '.join(GYMS)}")
     return f"agentlab/{GYMS[name].rpartition(':')[2]}-v0"
 
-# %% ../../nbs/gyms/99_registry.ipynb #7799ab4e
+# %% ../../nbs/gyms/99_registry.ipynb #2e3d8e4c
 def register_gyms():
     "Register every agentlab gym with Gymnasium (idempotent; entry points are imported only on `make`)."
     for name, entry in GYMS.items():
@@ -38,7 +38,7 @@ def register_gyms():
 
 register_gyms()
 
-# %% ../../nbs/gyms/99_registry.ipynb #0e8aff6b
+# %% ../../nbs/gyms/99_registry.ipynb #b79113cf
 def gym_class(name:str, # a short name such as 'travel'
              ) -> type: # the gym's class (its module is imported now)
     "The class of an agentlab gym."
@@ -46,7 +46,7 @@ def gym_class(name:str, # a short name such as 'travel'
     mod, _, cls = GYMS[name].partition(":")
     return getattr(importlib.import_module(mod), cls)
 
-# %% ../../nbs/gyms/99_registry.ipynb #3ce927e3
+# %% ../../nbs/gyms/99_registry.ipynb #b4476a1d
 def make_gym(name:str, # a short name ('travel') or a Gymnasium id ('agentlab/TravelGym-v0')
              **kwargs, # passed to the gym's constructor
             ):
