@@ -120,3 +120,81 @@ def test_every_variant_and_criterion_runs(mz, variant, criterion):
     assert m.converged_ and np.all(np.isfinite(m.coef_))
     if variant != "R2":   # R2's pseudo-points are biased for small q (Jensen gap + lost within-cell spread); see notebook
         assert ((m.coef_ - full) ** 2).sum() < 0.5
+
+
+# --- compiled engine (engine="numba"): the numpy fast engine's algorithm in numba kernels -------------------------
+import warnings
+
+import agentlab.stats.multires as mr_mod
+
+
+@pytest.fixture(scope="module")
+def big():
+    X, y, _ = simulate_design("mzNormal", n=200_000, d=10, seed=3)
+    return X, y
+
+
+needs_numba = pytest.mark.skipif(mr_mod.numba is None, reason="numba is not installed")
+
+
+@needs_numba
+@pytest.mark.parametrize("kw", [dict(passes=1), dict(passes=2), dict(passes=2, criterion="mMSE"),
+                                dict(passes=1, criterion="uniform", q=0.6), dict(passes=2, q=0.05)])
+def test_numba_engine_equals_fast_engine(big, kw):
+    "Same seed -> the same sampled rows, and the same estimate and covariance up to summation order."
+    X, y = big
+    a = MultiResolution(engine="fast", random_state=5, **kw).fit(X, y)
+    b = MultiResolution(engine="numba", random_state=5, **kw).fit(X, y)
+    assert a.result_.info["engine"] == "fast" and b.result_.info["engine"] == "numba"
+    np.testing.assert_array_equal(b.sample_indices_, a.sample_indices_)
+    np.testing.assert_allclose(b.sample_inclusion_probs_, a.sample_inclusion_probs_, rtol=1e-12)
+    np.testing.assert_allclose(b.coef_, a.coef_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(b.result_.cov_params(), a.result_.cov_params(), rtol=1e-8, atol=1e-14)
+    np.testing.assert_allclose(b.rest_summary_["H"], a.rest_summary_["H"], rtol=1e-11)
+    assert b.threshold_ == pytest.approx(a.threshold_, rel=1e-14) and b.focus_fraction_ == a.focus_fraction_
+
+
+@needs_numba
+def test_numba_engine_deterministic_across_threads(big):
+    X, y = big
+    fits = [MultiResolution(engine="numba", passes=2, random_state=9, n_jobs=j).fit(X, y) for j in (1, 2, 3)]
+    for f in fits[1:]:
+        np.testing.assert_array_equal(f.sample_indices_, fits[0].sample_indices_)
+        np.testing.assert_array_equal(f.coef_, fits[0].coef_)          # chunk sums added in chunk order: bit for bit
+
+
+@needs_numba
+def test_numba_kernel_pieces_match_references():
+    from agentlab.core.seeding import derive_seed
+    from agentlab.stats.outofcore import row_uniforms
+    rows = np.array([0, 3, 65_536, 9_999_999, 2**41])
+    key = np.uint64(derive_seed(77, "outofcore", mr_mod.FAST_UNIFORMS))
+    np.testing.assert_array_equal([mr_mod._nb_uniform(key, i) for i in rows], row_uniforms(77, mr_mod.FAST_UNIFORMS, rows))
+    x = np.linspace(-40, 40, 2001)
+    e = np.array([m * np.array([b]).view(np.float64)[0] for m, b in map(mr_mod._nb_exp_parts, x)])
+    np.testing.assert_allclose(e, np.exp(x), rtol=1e-15)
+
+
+@needs_numba
+def test_auto_engine_and_bad_rows(big):
+    X, y = big
+    assert MultiResolution()._engine_for(10**7) == "numba" and MultiResolution()._engine_for(10**4) == "exact"
+    assert MultiResolution(variant="R1b")._engine_for(10**7) == "exact"
+    y2 = y.copy(); y2[4321] = 0.5
+    with pytest.raises(ValueError, match="row 4321"): MultiResolution(engine="numba").fit(X, y2)
+    X2 = X.copy(); X2[77_777, 2] = np.inf
+    with pytest.raises(ValueError, match="row 77777"): MultiResolution(engine="numba").fit(X2, y)
+    with pytest.raises(ValueError, match="engine='numba' supports the logistic loss only"):
+        MultiResolution(engine="numba", loss=DWD).fit(X, y)
+
+
+def test_numba_missing_falls_back_to_numpy_engine(big, monkeypatch):
+    X, y = big
+    monkeypatch.setattr(mr_mod, "numba", None)
+    assert MultiResolution()._engine_for(10**7) == "fast"
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        m = MultiResolution(engine="numba", random_state=5).fit(X, y)
+    assert m.result_.info["engine"] == "fast" and any("numba is not installed" in str(x.message) for x in w)
+    ref = MultiResolution(engine="fast", random_state=5).fit(X, y)
+    np.testing.assert_array_equal(m.coef_, ref.coef_)

@@ -4,50 +4,50 @@
 
 # %% auto #0
 __all__ = ['VARIANTS', 'CRITERIA', 'PARTITIONS', 'REST_SCORES', 'ENGINES', 'R1B_MATRICES', 'FAST_MIN_ROWS', 'FAST_BLOCK',
-           'FAST_STREAM', 'FAST_PRESAMPLE', 'FAST_BAND_SE', 'FAST_OVERSAMPLE', 'partition_key', 'focus_split',
-           'focus_scores', 'inclusion_probs', 'rest_summary', 'control_variate_solve', 'bin_pseudo_points',
-           'MultiResolution']
+           'FAST_STREAM', 'FAST_UNIFORMS', 'FAST_PRESAMPLE', 'FAST_BAND_SE', 'FAST_OVERSAMPLE', 'NB_BLOCK',
+           'partition_key', 'focus_split', 'focus_scores', 'inclusion_probs', 'rest_summary', 'control_variate_solve',
+           'bin_pseudo_points', 'MultiResolution']
 
-# %% ../../nbs/stats/04_multires.ipynb #0ba220e4
+# %% ../../nbs/stats/04_multires.ipynb #1d1ef70b
 from types import SimpleNamespace
 
-# %% ../../nbs/stats/04_multires.ipynb #ab065671
+# %% ../../nbs/stats/04_multires.ipynb #6ccb1fb3
 import numpy as np
 
-# %% ../../nbs/stats/04_multires.ipynb #3629124f
+# %% ../../nbs/stats/04_multires.ipynb #eb396305
 from fastcore.basics import patch
 
-# %% ../../nbs/stats/04_multires.ipynb #b9affab7
+# %% ../../nbs/stats/04_multires.ipynb #6e106601
 from .data import crossprod
 
-# %% ../../nbs/stats/04_multires.ipynb #9070cdef
+# %% ../../nbs/stats/04_multires.ipynb #69777ec1
 from .glm import LOGISTIC, DWD, as_loss, newton, sandwich, loss_summaries
 
-# %% ../../nbs/stats/04_multires.ipynb #357d4ef6
+# %% ../../nbs/stats/04_multires.ipynb #74931f7a
 from .sampling import mvc_scores, mmse_scores, row_norms, poisson_inclusion, draw_poisson
 
-# %% ../../nbs/stats/04_multires.ipynb #82827564
+# %% ../../nbs/stats/04_multires.ipynb #b0192708
 from .estimators import SubsampleEstimator, fit_pilot
 
-# %% ../../nbs/stats/04_multires.ipynb #a18f9479
+# %% ../../nbs/stats/04_multires.ipynb #e4c3e4bf
 VARIANTS = ("R1", "R1b", "R2")  # R1: linearised rest; R1b: + control-variate sample of R; R2: binned pseudo-points
 
-# %% ../../nbs/stats/04_multires.ipynb #13bd4bb2
+# %% ../../nbs/stats/04_multires.ipynb #465dc085
 CRITERIA = ("mVc", "mMSE", "uniform")  # focus-sampling scores: L-optimal, A-optimal, uniform inside F
 
-# %% ../../nbs/stats/04_multires.ipynb #3c3154c7
+# %% ../../nbs/stats/04_multires.ipynb #4863a5c3
 PARTITIONS = ("auto", "abs_score", "margin")  # focus = smallest |z~| or smallest |y~ z~ - kink|; auto picks by loss
 
-# %% ../../nbs/stats/04_multires.ipynb #76e6a3af
+# %% ../../nbs/stats/04_multires.ipynb #81d9a359
 REST_SCORES = ("curvature", "uniform")  # R1b: how the small sample of R is drawn
 
-# %% ../../nbs/stats/04_multires.ipynb #68be1656
-ENGINES = ("auto", "exact", "fast")  # in-memory fit: exact full-length arrays, or one fused blockwise sweep (same estimator)
+# %% ../../nbs/stats/04_multires.ipynb #f1f5fc6b
+ENGINES = ("auto", "exact", "fast", "numba")  # in-memory fit: exact full-length arrays, or one fused sweep (numpy / compiled)
 
-# %% ../../nbs/stats/04_multires.ipynb #a3a3f295
+# %% ../../nbs/stats/04_multires.ipynb #4099710f
 R1B_MATRICES = ("hybrid", "psd")  # R1b Newton matrix: exact Jacobian when PD else PSD, or always PSD
 
-# %% ../../nbs/stats/04_multires.ipynb #c82e9c37
+# %% ../../nbs/stats/04_multires.ipynb #a50b46ba
 def _check_choice(name:str, # parameter name, used in the message
                   value, # the value given
                   valid:tuple, # the valid values
@@ -56,12 +56,12 @@ def _check_choice(name:str, # parameter name, used in the message
     if isinstance(value, (str, int)) and not isinstance(value, bool) and value in valid: return value
     raise ValueError(f"{name} must be one of {', '.join(map(repr, valid))}; got {value!r}")
 
-# %% ../../nbs/stats/04_multires.ipynb #69185744
+# %% ../../nbs/stats/04_multires.ipynb #3f8ca795
 def _loss_kink(loss) -> float:
     "Margin around which the loss is curved: 0 for logistic, 1/2 for DWD (q = 1)."
     return 0.5 if str(getattr(loss, "name", "")).lower() == "dwd" else 0.0
 
-# %% ../../nbs/stats/04_multires.ipynb #3bd44a75
+# %% ../../nbs/stats/04_multires.ipynb #bf6edddb
 def partition_key(z:np.ndarray, # (n,) pilot scores x^T theta~
                   y:np.ndarray, # (n,) labels 0/1
                   loss=LOGISTIC, # loss object (its name picks the kink for "auto"/"margin")
@@ -73,7 +73,7 @@ def partition_key(z:np.ndarray, # (n,) pilot scores x^T theta~
     if partition == "abs_score": return np.abs(z)
     return np.abs((2 * y - 1) * z - _loss_kink(loss))
 
-# %% ../../nbs/stats/04_multires.ipynb #779816be
+# %% ../../nbs/stats/04_multires.ipynb #ddc19758
 def focus_split(key:np.ndarray, # (n,) partition key, see `partition_key`
                 q:float, # focus fraction in (0, 1]
                ):
@@ -84,7 +84,7 @@ def focus_split(key:np.ndarray, # (n,) partition key, see `partition_key`
     elif nf > 0: mask[np.argpartition(key, nf - 1)[:nf]] = True
     return mask, (float(key[mask].max()) if nf else 0.0)
 
-# %% ../../nbs/stats/04_multires.ipynb #fc5d43aa
+# %% ../../nbs/stats/04_multires.ipynb #737d762c
 def focus_scores(X:np.ndarray, # (m, d) focus rows
                  y:np.ndarray, # (m,) their labels
                  theta:np.ndarray, # pilot
@@ -98,7 +98,7 @@ def focus_scores(X:np.ndarray, # (m, d) focus rows
     if criterion == "mVc": return mvc_scores(X, y, theta, loss=loss)
     return mmse_scores(X, y, theta, M, loss=loss)
 
-# %% ../../nbs/stats/04_multires.ipynb #c7e8c0fc
+# %% ../../nbs/stats/04_multires.ipynb #6a63b757
 def inclusion_probs(scores:np.ndarray, # (m,) non-negative scores
                     r:float, # expected sample size
                    )->np.ndarray:
@@ -108,7 +108,7 @@ def inclusion_probs(scores:np.ndarray, # (m,) non-negative scores
     if r >= pos.sum(): return pos.astype(float)
     return poisson_inclusion(s, r)
 
-# %% ../../nbs/stats/04_multires.ipynb #5b5cd436
+# %% ../../nbs/stats/04_multires.ipynb #042d08ba
 def rest_summary(X:np.ndarray, # (n, d) all rows
                  y:np.ndarray, # (n,) labels
                  theta_ref:np.ndarray, # reference point
@@ -121,12 +121,12 @@ def rest_summary(X:np.ndarray, # (n, d) all rows
     return dict(n=int(len(y) if mask is None else np.count_nonzero(mask)), value=ls.value, g=ls.grad, H=ls.hessian,
                 theta_ref=np.array(theta_ref, float))
 
-# %% ../../nbs/stats/04_multires.ipynb #b265aaba
+# %% ../../nbs/stats/04_multires.ipynb #2b00d8ce
 def _hess(X, y, theta, w, loss):
     "sum w l''(x^T theta) x x^T."
     return crossprod(X, w * loss.dzz(X @ theta, y)) if len(y) else np.zeros((X.shape[1], X.shape[1]))
 
-# %% ../../nbs/stats/04_multires.ipynb #94685740
+# %% ../../nbs/stats/04_multires.ipynb #c397d31c
 def control_variate_solve(XS:np.ndarray, yS:np.ndarray, wS:np.ndarray, # focus sample and its weights 1/pi
                           XC:np.ndarray, yC:np.ndarray, wC:np.ndarray, # rest sample and its weights 1/pi
                           summary:dict, # `rest_summary` of R (g, H, theta_ref)
@@ -165,7 +165,7 @@ def control_variate_solve(XS:np.ndarray, yS:np.ndarray, wS:np.ndarray, # focus s
         if np.linalg.norm(a * step) <= tol * (1 + np.linalg.norm(t)): conv = True; break
     return t, conv, it, bread(t)
 
-# %% ../../nbs/stats/04_multires.ipynb #89d3e97b
+# %% ../../nbs/stats/04_multires.ipynb #75a7ddcf
 def bin_pseudo_points(X:np.ndarray, # (n, d) all rows
                       y:np.ndarray, # (n,) labels 0/1
                       z:np.ndarray, # (n,) projection used for binning
@@ -185,7 +185,7 @@ def bin_pseudo_points(X:np.ndarray, # (n, d) all rows
     if not Xs: return np.zeros((0, X.shape[1])), np.zeros(0), np.zeros(0)
     return np.concatenate(Xs), np.concatenate(ys), np.concatenate(ns)
 
-# %% ../../nbs/stats/04_multires.ipynb #e6048a8b
+# %% ../../nbs/stats/04_multires.ipynb #9971ac17
 class MultiResolution(SubsampleEstimator):
     """Multi-resolution subsampling: a RECONSTRUCTION (spec §5, R1/R1b/R2) of MROSS, not the paper's algorithm.
 
@@ -211,8 +211,8 @@ class MultiResolution(SubsampleEstimator):
                  r1b_matrix:str="hybrid", # R1b Newton matrix: "hybrid" (Jacobian if PD) or "psd"
                  ridge:float=0.0, # ridge/2 |theta|^2 added to every objective
                  random_state=None, # int, numpy Generator or None
-                 engine:str="auto", # "exact", "fast" (one fused blockwise sweep, R1 + logistic only) or "auto" (fast when N >= FAST_MIN_ROWS)
-                 n_jobs:int|None=None, # threads of the fast engine (None: all available cores)
+                 engine:str="auto", # "exact"; "fast" (fused numpy sweep) or "numba" (compiled sweep), R1 + logistic only; "auto": numba (else fast) when N >= FAST_MIN_ROWS
+                 n_jobs:int|None=None, # threads of the fast/numba engines (None: all available cores)
                 ):
         self.r, self.r0, self.q, self.passes, self.variant, self.criterion = r, r0, q, passes, variant, criterion
         self.rest_fraction, self.n_bins, self.loss, self.partition = rest_fraction, n_bins, loss, partition
@@ -230,7 +230,7 @@ class MultiResolution(SubsampleEstimator):
         if self.variant == "R2": return {"Nd": first["Nd"] + self.passes, "Nd2": first["Nd2"]}   # binning is O(Nd)
         return {"Nd": first["Nd"], "Nd2": first["Nd2"] + self.passes}
 
-# %% ../../nbs/stats/04_multires.ipynb #bb6ceb87
+# %% ../../nbs/stats/04_multires.ipynb #1dabd8b4
 @patch
 def _check_params(self:MultiResolution):
     "ValueError naming the parameter and its valid values for any bad setting."
@@ -251,9 +251,10 @@ def _check_params(self:MultiResolution):
     _check_choice("engine", self.engine, ENGINES)
     if self.n_jobs is not None and (isinstance(self.n_jobs, bool) or int(self.n_jobs) != self.n_jobs or self.n_jobs < 1):
         raise ValueError(f"n_jobs must be None or a positive integer; got {self.n_jobs!r}")
-    if self.engine == "fast" and self._fast_unsupported(): raise ValueError(f"engine='fast' {self._fast_unsupported()}; use engine='exact'")
+    if self.engine in ("fast", "numba") and self._fast_unsupported():
+        raise ValueError(f"engine={self.engine!r} {self._fast_unsupported()}; use engine='exact'")
 
-# %% ../../nbs/stats/04_multires.ipynb #48367a08
+# %% ../../nbs/stats/04_multires.ipynb #648cb377
 @patch
 def _design(self:MultiResolution, X, y, rng):
     "Pilot, partition, inclusion probabilities and the Poisson draw; returns a dict of the pieces."
@@ -271,14 +272,14 @@ def _design(self:MultiResolution, X, y, rng):
     idx = draw_poisson(rng, pi)
     return dict(pilot=pilot, F=F, threshold=thr, pi=pi, idx=idx, S=idx[F[idx]], C=idx[~F[idx]])
 
-# %% ../../nbs/stats/04_multires.ipynb #5baf8a28
+# %% ../../nbs/stats/04_multires.ipynb #90d8141e
 @patch
 def _focus_cov(self:MultiResolution, XS, yS, theta, piS, extra_H):
     "V_MR = H^-1 [sum_S (1-pi)/pi^2 psi psi^T] H^-1 with H = sum_S l'' x x^T / pi + extra_H."
     if len(yS) == 0: return np.zeros_like(extra_H)
     return sandwich(XS, yS, theta, weights=1 / piS, meat_weights=(1 - piS) / piS**2, loss=as_loss(self.loss), extra_hessian=extra_H)
 
-# %% ../../nbs/stats/04_multires.ipynb #16a8cbfb
+# %% ../../nbs/stats/04_multires.ipynb #1af4f354
 @patch
 def _fit_R1(self:MultiResolution, XS, yS, piS, X, y, R, theta_ref):
     "R1: Newton with backtracking on the quadratic-summary surrogate Q, `passes` times."
@@ -291,7 +292,7 @@ def _fit_R1(self:MultiResolution, XS, yS, piS, X, y, R, theta_ref):
     cov = self._focus_cov(XS, yS, res.theta, piS, summ["H"] + self.ridge * np.eye(d))
     return res.theta, cov, res.hessian, conv, n_iter, thetas, summ
 
-# %% ../../nbs/stats/04_multires.ipynb #f1cc8fe5
+# %% ../../nbs/stats/04_multires.ipynb #2e49539c
 @patch
 def _fit_R2(self:MultiResolution, XS, yS, piS, X, y, R, theta_ref):
     "R2: weighted fit on the focus sample (1/pi) plus the rest's pseudo-points (weights n_k), re-binned per pass."
@@ -304,7 +305,7 @@ def _fit_R2(self:MultiResolution, XS, yS, piS, X, y, R, theta_ref):
     cov = self._focus_cov(XS, yS, res.theta, piS, _hess(Xb, yb, res.theta, nb, as_loss(self.loss)) + self.ridge * np.eye(d))
     return res.theta, cov, res.hessian, conv, n_iter, thetas, summ
 
-# %% ../../nbs/stats/04_multires.ipynb #4fe120c9
+# %% ../../nbs/stats/04_multires.ipynb #c7c1f67c
 @patch
 def _fit_R1b(self:MultiResolution, XS, yS, piS, XC, yC, piC, X, y, R, theta_ref):
     "R1b: R1 start, then the control-variate equation (`control_variate_solve`), `passes` times."
@@ -322,7 +323,7 @@ def _fit_R1b(self:MultiResolution, XS, yS, piS, XC, yC, piC, X, y, R, theta_ref)
     Mi = np.linalg.inv(M)
     return th, Mi @ meat @ Mi, M, conv, n_iter, thetas, summ
 
-# %% ../../nbs/stats/04_multires.ipynb #99fc27a6
+# %% ../../nbs/stats/04_multires.ipynb #302bde71
 @patch
 def _fit(self:MultiResolution, X, y, rng):
     "The RECONSTRUCTED multi-resolution fit on validated arrays; returns (SubsampleResult, pilot theta, sample rows)."
@@ -345,51 +346,64 @@ def _fit(self:MultiResolution, X, y, rng):
     fits = [D["pilot"], SimpleNamespace(converged=conv)]
     return self._result(theta, cov, n, len(D["idx"]), fits, n_iter, info), tp, D["idx"]
 
-# %% ../../nbs/stats/04_multires.ipynb #a74c80a9
+# %% ../../nbs/stats/04_multires.ipynb #cd4feca7
 @patch
 def fit(self:MultiResolution, X, y):
     "Fit the multi-resolution estimator (RECONSTRUCTION); also sets `focus_fraction_`, `threshold_`, `rest_summary_`."
     self._check_params()
     if _is_dask(X) or _is_dask(y): return SubsampleEstimator.fit(self, X, y)
     names = [str(c) for c in X.columns] if hasattr(X, "columns") else None
-    fast = self._engine_for(len(X)) == "fast"
-    if fast: X, y, n1 = _light_Xy(X, y)
+    engine = self._engine_for(len(X)); fast = engine != "exact"
+    if self.engine == "numba" and engine == "fast":
+        warnings.warn("engine='numba': numba is not installed; running the numpy fast engine (engine='fast') instead")
+    if fast: X, y, n1 = _light_Xy(X, y, engine)
     else: X, y = check_Xy(X, y)
     self._budget(X.shape[0])
     rng = as_generator(self.random_state)
-    res, pilot, idx = self._fit_fast(X, y, n1, rng) if fast else self._fit(X, y, rng)
+    res, pilot, idx = self._fit_fast(X, y, n1, rng, engine) if fast else self._fit(X, y, rng)
     if not fast: self.sample_inclusion_probs_ = self.inclusion_probs_[idx]
     if self.rest_summary_.get("n", 0) == 0: _flag_singular(res, X[idx])   # with a rest region, H_R identifies theta
     if names is not None: res.param_names = names
     return self._set_fitted(res, pilot, idx, X.shape[1])
 
-# %% ../../nbs/stats/04_multires.ipynb #6655c550
+# %% ../../nbs/stats/04_multires.ipynb #3f18ee3d
+import math
+
+# %% ../../nbs/stats/04_multires.ipynb #4fb0b1f2
 import os
 
-# %% ../../nbs/stats/04_multires.ipynb #d062ec97
+# %% ../../nbs/stats/04_multires.ipynb #985ee848
 import threading
 
-# %% ../../nbs/stats/04_multires.ipynb #6346beb9
+# %% ../../nbs/stats/04_multires.ipynb #d34d9496
 from concurrent.futures import ThreadPoolExecutor
 
-# %% ../../nbs/stats/04_multires.ipynb #5e9a1bc9
+# %% ../../nbs/stats/04_multires.ipynb #956676c5
 from .data import check_Xy, _as_2d_float, _labels
 
-# %% ../../nbs/stats/04_multires.ipynb #6ff4406c
+# %% ../../nbs/stats/04_multires.ipynb #b2082c1e
 from .estimators import Pilot, _flag_singular, _is_dask
 
-# %% ../../nbs/stats/04_multires.ipynb #84743f58
+# %% ../../nbs/stats/04_multires.ipynb #b99f41c6
 from ..core.seeding import as_generator
 
-# %% ../../nbs/stats/04_multires.ipynb #f6f825e3
+# %% ../../nbs/stats/04_multires.ipynb #1b4dfaaf
+from ..core.seeding import derive_seed
+
+# %% ../../nbs/stats/04_multires.ipynb #5de105e2
+try: import numba                    # optional: the compiled engine (engine="numba"); without it "auto" runs the numpy engine
+except ImportError: numba = None
+
+# %% ../../nbs/stats/04_multires.ipynb #b7e26efc
 FAST_MIN_ROWS = 500_000  # engine="auto" uses the fast engine from this many rows on
 FAST_BLOCK = 16_384      # rows per block of the fused sweep (transposed block + its scaled copy: ~2.8 MB at d = 10)
-FAST_STREAM = 65_536     # rows per random stream: the draws do not depend on the block size or the thread count
+FAST_STREAM = 65_536     # rows per thread task (a chunk); the draws depend on neither this, the block size nor the thread count
+FAST_UNIFORMS = "mr-focus"  # `row_uniforms` stream of the focus-sampling uniforms (the same for both fast engines)
 FAST_PRESAMPLE = 65_536  # uniform rows that place the partition band and the candidate rate
 FAST_BAND_SE = 5.0       # half-width of the band around the presample quantile, in standard errors
 FAST_OVERSAMPLE = 3.0    # candidate rate / estimated target rate of the one-sweep Poisson draw
 
-# %% ../../nbs/stats/04_multires.ipynb #ad45bf66
+# %% ../../nbs/stats/04_multires.ipynb #93d0a123
 @patch
 def _fast_unsupported(self:MultiResolution) -> str:
     "Why the fast engine cannot run these settings ('' when it can)."
@@ -398,14 +412,15 @@ def _fast_unsupported(self:MultiResolution) -> str:
     if self.partition not in ("auto", "abs_score"): return f"partitions by |z| only (partition='auto' or 'abs_score'), got {self.partition!r}"
     return ""
 
-# %% ../../nbs/stats/04_multires.ipynb #05fe1910
+# %% ../../nbs/stats/04_multires.ipynb #c183acbe
 @patch
 def _engine_for(self:MultiResolution, n:int) -> str:
-    "The engine a fit on n in-memory rows uses: 'exact' or 'fast'."
-    if self.engine == "auto": return "fast" if n >= FAST_MIN_ROWS and not self._fast_unsupported() else "exact"
-    return self.engine
+    "The engine a fit on n in-memory rows uses: 'exact', 'fast' or 'numba' ('numba' needs numba importable, else 'fast')."
+    compiled = "numba" if numba is not None else "fast"
+    if self.engine == "auto": return compiled if n >= FAST_MIN_ROWS and not self._fast_unsupported() else "exact"
+    return compiled if self.engine == "numba" else self.engine
 
-# %% ../../nbs/stats/04_multires.ipynb #105c6881
+# %% ../../nbs/stats/04_multires.ipynb #bea230a2
 def _expit_into(z:np.ndarray, # scores
                 out:np.ndarray, # buffer of the same shape
                )->np.ndarray:
@@ -414,7 +429,10 @@ def _expit_into(z:np.ndarray, # scores
         np.negative(z, out=out); np.exp(out, out=out); np.add(out, 1.0, out=out)
         return np.reciprocal(out, out=out)
 
-# %% ../../nbs/stats/04_multires.ipynb #68a4f8e1
+# %% ../../nbs/stats/04_multires.ipynb #6cb50ec3
+import warnings
+
+# %% ../../nbs/stats/04_multires.ipynb #fedd13a7
 class _Buf:
     "Per-thread work buffers for blocks of up to m rows and d columns (`mat` gives C-contiguous views of any width)."
     def __init__(self, d, m):
@@ -425,7 +443,7 @@ class _Buf:
         "(Xt, A): C-contiguous (d, m) and (d + 1, m) views (BLAS `out=` needs C-contiguous arrays)."
         return self._Xt[:self.d * m].reshape(self.d, m), self._A[:(self.d + 1) * m].reshape(self.d + 1, m)
 
-# %% ../../nbs/stats/04_multires.ipynb #c4dd6eae
+# %% ../../nbs/stats/04_multires.ipynb #e56dba99
 def _run_streams(work, # work(job) -> result
                  jobs:list, # the jobs, e.g. row streams
                  n_jobs:int, # threads
@@ -437,29 +455,30 @@ def _run_streams(work, # work(job) -> result
             return list(ex.map(work, jobs))
     return [work(j) for j in jobs]
 
-# %% ../../nbs/stats/04_multires.ipynb #7b996350
+# %% ../../nbs/stats/04_multires.ipynb #249a4308
 def _buffers(local:dict, d:int)->_Buf:
     "This thread's buffers (created on first use)."
     tid = threading.get_ident()
     return local.get(tid) or local.setdefault(tid, _Buf(d, FAST_BLOCK))
 
-# %% ../../nbs/stats/04_multires.ipynb #f130c036
+# %% ../../nbs/stats/04_multires.ipynb #c2892bab
 def _fast_sweep(X:np.ndarray, # (N, d) C-contiguous float64
                 y:np.ndarray, # (N,) labels
                 theta:np.ndarray, # pilot
                 c_lo:float, c_hi:float, # band: |z| < c_lo focus, |z| >= c_hi rest, in between kept
                 lam:float, # candidate rate: row i is a candidate when u_i < lam s_i
-                seed:int, # seed of the per-stream generators
+                seed:int, # seed of the counter-based uniforms (`row_uniforms`)
                 criterion:str="mVc", # focus scores
                 Minv:np.ndarray=None, # (d, d) M^-1 for mMSE
                 n_jobs:int=1, # threads
                 rest_mask:np.ndarray=None, # (N,) bool to fill with the rest-side rows (for a second pass)
                )->dict:
     "The fused pass at the pilot: rest-side g, H; focus-side score sum, count, max |z|; Poisson candidates; band rows."
+    from agentlab.stats.outofcore import row_uniforms
     N, d = X.shape; local = {}
     def work(job):
         k, s0, s1 = job
-        b = _buffers(local, d); rng = np.random.default_rng([seed, k])
+        b = _buffers(local, d)
         GH, nR, nF, SF, Fmax, zsum, band, cand = np.zeros((d + 1, d)), 0, 0, 0.0, -np.inf, 0.0, [], []
         for a in range(s0, s1, FAST_BLOCK):
             m = min(FAST_BLOCK, s1 - a); yb = y[a:a + m]
@@ -482,7 +501,7 @@ def _fast_sweep(X:np.ndarray, # (N, d) C-contiguous float64
                     np.sqrt(h, out=h); np.subtract(yb, p, out=w); np.abs(w, out=w); np.multiply(h, w, out=h)
                 np.multiply(h, fs, out=h)                     # s: the score on the focus side, 0 on the rest side
                 f = np.flatnonzero(fs); sf = h[f]
-                u = rng.random(len(f))
+                u = row_uniforms(seed, FAST_UNIFORMS, a + f)   # counter-based: a function of (seed, row) only
                 c = np.flatnonzero(u < lam * sf)
                 if len(c): cand.append((a + f[c], az[f[c]], sf[c], u[c]))
                 bm = np.greater_equal(az, c_lo, out=b.bm[:m]); np.logical_and(bm, fs, out=bm); bi = np.flatnonzero(bm)
@@ -502,7 +521,7 @@ def _fast_sweep(X:np.ndarray, # (N, d) C-contiguous float64
     out["cand"] = cat("cand", (np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0)))
     return out
 
-# %% ../../nbs/stats/04_multires.ipynb #a23f6ee7
+# %% ../../nbs/stats/04_multires.ipynb #303cbe72
 def _fast_rest_sweep(X:np.ndarray, # (N, d)
                      y:np.ndarray, # (N,)
                      theta:np.ndarray, # new reference point
@@ -525,7 +544,7 @@ def _fast_rest_sweep(X:np.ndarray, # (N, d)
     GH = sum(_run_streams(work, [(s, min(s + FAST_STREAM, N)) for s in range(0, N, FAST_STREAM)], n_jobs))
     return GH[d].copy(), GH[:d].copy()
 
-# %% ../../nbs/stats/04_multires.ipynb #1b36d957
+# %% ../../nbs/stats/04_multires.ipynb #0243669c
 def _rows_gh(Xr:np.ndarray, # (m, d) rows
              yr:np.ndarray, # (m,) labels
              theta:np.ndarray, # point of evaluation
@@ -535,7 +554,21 @@ def _rows_gh(Xr:np.ndarray, # (m, d) rows
     p = 1 / (1 + np.exp(-(Xr @ theta)))
     return Xr.T @ (p - yr), (Xr.T * (p * (1 - p))) @ Xr
 
-# %% ../../nbs/stats/04_multires.ipynb #7c325fda
+# %% ../../nbs/stats/04_multires.ipynb #eff62227
+def _presample(X:np.ndarray, # (N, d)
+               y:np.ndarray, # (N,) labels
+               theta:np.ndarray, # pilot
+               rows:np.ndarray, # presample rows
+               criterion:str="mVc", # focus scores
+               Minv:np.ndarray=None, # (d, d) M^-1 for mMSE
+               n_jobs:int=1, # unused (the compiled version uses threads)
+              )->tuple:
+    "(|z|, focus score) of the presample rows: they place the band and the candidate rate."
+    Xp = X[rows]; zp = Xp @ theta
+    if criterion == "uniform": return np.abs(zp), np.ones(len(rows))
+    return np.abs(zp), np.abs(y[rows] - 1 / (1 + np.exp(-zp))) * row_norms(Xp, Minv if criterion == "mMSE" else None)
+
+# %% ../../nbs/stats/04_multires.ipynb #e7b5e189
 def _fast_pilot(X:np.ndarray, # (N, d)
                 y:np.ndarray, # (N,) labels
                 n1:int, # number of ones
@@ -557,10 +590,11 @@ def _fast_pilot(X:np.ndarray, # (N, d)
     idx, w = np.concatenate(idx), np.concatenate(w)
     return Pilot(idx, w, newton(X[idx], y[idx], weights=w, ridge=ridge))
 
-# %% ../../nbs/stats/04_multires.ipynb #716fcda4
+# %% ../../nbs/stats/04_multires.ipynb #6183db39
 @patch
-def _fit_fast(self:MultiResolution, X, y, n1, rng):
-    "The fast engine (same estimator as `_fit` with variant R1); returns (SubsampleResult, pilot theta, sample rows)."
+def _fit_fast(self:MultiResolution, X, y, n1, rng, engine:str="fast"):
+    "The fast engines (same estimator as `_fit` with variant R1; `engine` 'fast' or 'numba' picks the sweep); returns (SubsampleResult, pilot theta, sample rows)."
+    sweep, rest_sweep = (_numba_sweep, _numba_rest_sweep) if engine == "numba" else (_fast_sweep, _fast_rest_sweep)
     N, d = X.shape; q, r, loss = float(self.q), float(self.r), LOGISTIC
     n_jobs = int(self.n_jobs or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
     def fallback(why):
@@ -573,20 +607,20 @@ def _fit_fast(self:MultiResolution, X, y, n1, rng):
     Minv = np.linalg.inv(pil.fit.hessian) if self.criterion == "mMSE" else None
     seed = int(rng.integers(2**63)); nF = min(N, int(round(q * N)))
     if 0 < nF <= r: return fallback(f"focus set ({nF} rows) not larger than r")
-    m = min(N, FAST_PRESAMPLE); ip = np.sort(rng.integers(0, N, m)) if N > m else np.arange(N)
-    Xp = X[ip]; zp = Xp @ th; azp = np.abs(zp)
-    hp = np.ones(m) if self.criterion == "uniform" else row_norms(Xp, None if Minv is None else Minv)
-    sp = hp if self.criterion == "uniform" else np.abs(y[ip] - 1 / (1 + np.exp(-zp))) * hp
-    if nF == N: c_lo = c_hi = np.inf
-    elif nF == 0: c_lo = c_hi = 0.0
+    m = min(N, FAST_PRESAMPLE)
+    if N > m:                                          # m sorted uniform rows (with replacement): exponential spacings, no sort
+        t = np.cumsum(rng.exponential(size=m + 1)); ip = np.minimum((t[:m] * (N / t[m])).astype(np.int64), N - 1)
+    else: ip = np.arange(N)
+    azp, sp = (_numba_presample if engine == "numba" else _presample)(X, y, th, ip, self.criterion, Minv, n_jobs)
+    if nF == N: c_lo = c_hi = c_mid = np.inf
+    elif nF == 0: c_lo, c_hi, c_mid = 0.0, 0.0, np.inf
     else:
         qq = nF / N; dl = FAST_BAND_SE * np.sqrt(qq * (1 - qq) / m) + 2 / m
-        c_lo = float(np.quantile(azp, qq - dl)) if qq - dl > 0 else 0.0
-        c_hi = float(np.quantile(azp, qq + dl)) if qq + dl < 1 else np.inf
-    c_mid = np.quantile(azp, nF / N) if 0 < nF < N else np.inf
+        ql, qm, qh = np.quantile(azp, [max(qq - dl, 0.0), qq, min(qq + dl, 1.0)])     # one partition for all three
+        c_lo, c_hi, c_mid = (float(ql) if qq - dl > 0 else 0.0), (float(qh) if qq + dl < 1 else np.inf), qm
     lam = FAST_OVERSAMPLE * r / max(N * np.mean(sp * (azp <= c_mid)), 1e-300)
     rest_mask = np.empty(N, bool) if self.passes == 2 else None
-    o = _fast_sweep(X, y, th, c_lo, c_hi, lam, seed, self.criterion, Minv, n_jobs, rest_mask)
+    o = sweep(X, y, th, c_lo, c_hi, lam, seed, self.criterion, Minv, n_jobs, rest_mask)
     rb, zb, sb, Xb = o["band"]; k = nF - o["nF"]
     if o["nF"] + o["nR"] + len(rb) != N or not (np.all(np.isfinite(o["H"])) and np.all(np.isfinite(o["g"])) and np.isfinite(o["SF"]) and np.isfinite(o["zsum"])):
         return fallback("non-finite values in the sweep")
@@ -595,8 +629,9 @@ def _fit_fast(self:MultiResolution, X, y, n1, rng):
     if 0 < k < len(rb): inF[np.argpartition(azb, k - 1)[:k]] = True
     elif k == len(rb): inF[:] = True
     thr = float(azb[inF].max()) if k else (o["Fmax"] if nF else 0.0)
-    Xbr, ybr = Xb[~inF], y[rb[~inF]]
-    gb, Hb = _rows_gh(Xbr, ybr, th); gR, HR = o["g"] + gb, o["H"] + Hb
+    rbr = rb[~inF]                                                              # band rows on the rest side
+    gb, Hb = (_numba_rows_gh if engine == "numba" else _rows_gh)(Xb[~inF], y[rbr], th)
+    gR, HR = o["g"] + gb, o["H"] + Hb
     SF = o["SF"] + sb[inF].sum()
     rc, azc, sc, uc = o["cand"]
     keep = azc < c_lo; ib = np.flatnonzero(~keep); keep[ib] = inF[np.searchsorted(rb, rc[ib])]
@@ -609,9 +644,8 @@ def _fit_fast(self:MultiResolution, X, y, n1, rng):
     o2 = np.argsort(rc[take]); S, piS = rc[take][o2], pi[take][o2]
     XS, yS = X[S], y[S]; thetas, conv, n_iter, ref = [], True, 0, th
     for K in range(self.passes):
-        if K == 1:
-            g2, H2 = _fast_rest_sweep(X, y, ref, rest_mask, n_jobs); gb, Hb = _rows_gh(Xbr, ybr, ref)
-            gR, HR = g2 + gb, H2 + Hb
+        if K == 1:                                     # second sweep: the whole rest region (band rows included) at ref
+            rest_mask[rbr] = True; gR, HR = rest_sweep(X, y, ref, rest_mask, n_jobs)
         res = newton(XS, yS, weights=1 / piS, loss=loss, theta0=ref, linear=gR, quadratic=HR, theta_ref=ref, ridge=self.ridge)
         thetas.append(res.theta); conv &= bool(res.converged); n_iter += res.n_iter; summ_ref, ref = ref, res.theta
     summ = dict(n=N - nF, value=float("nan"), g=gR, H=HR, theta_ref=np.array(summ_ref, float))
@@ -623,17 +657,290 @@ def _fit_fast(self:MultiResolution, X, y, n1, rng):
                 cov_type="V_MR focus sandwich" + (" + H^-1" if self.include_full_data_variance else ""),
                 target="true theta" if self.include_full_data_variance else "full-data MLE (conditional)",
                 pilot_converged=bool(pil.fit.converged), r0=self.r0, n_focus=nF, n_focus_sample=len(S), n_rest_sample=0,
-                threshold=thr, expected_size=self.r, engine="fast", kappa=kap, candidate_rate=lam, n_candidates=len(rc),
+                threshold=thr, expected_size=self.r, engine=engine, kappa=kap, candidate_rate=lam, n_candidates=len(rc),
                 n_band=len(rb), n_jobs=n_jobs)
     return self._result(res.theta, cov, N, len(S), [pil.fit, SimpleNamespace(converged=conv)], n_iter, info), th, S
 
-# %% ../../nbs/stats/04_multires.ipynb #c4bf9b10
-def _light_Xy(X, y):
-    "(X, y, n1) for the fast engine: float64 arrays without a full finiteness pass (the sweep checks); labels counted."
+# %% ../../nbs/stats/04_multires.ipynb #584fc9bf
+def _light_Xy(X, y, engine:str="fast"):
+    "(X, y, n1) for the fast engines: float64 arrays without a full finiteness pass (the sweep checks); labels counted."
     X = _as_2d_float(X)
     yv = y if isinstance(y, np.ndarray) and y.dtype == np.float64 and y.ndim == 1 else None
     if X.ndim != 2 or X.shape[0] < 2 or X.shape[1] < 1 or yv is None or len(yv) != X.shape[0]:
         X, yv = check_Xy(X, y)
-    n1 = int(np.count_nonzero(yv == 1))
-    if n1 + int(np.count_nonzero(yv == 0)) != len(yv) or n1 in (0, len(yv)): check_Xy(X, yv)
-    return X, yv, n1
+    if engine == "numba":                              # one compiled pass over y, in chunks on two threads
+        yv = np.ascontiguousarray(yv); N = len(yv); step = max(1, -(-N // 2))
+        n0, n1 = map(sum, zip(*_run_threads(lambda s0: _nb_label_counts(yv, s0, min(N, s0 + step)), range(0, N, step), 2)))
+    else: n1 = int(np.count_nonzero(yv == 1)); n0 = int(np.count_nonzero(yv == 0))
+    if n0 + n1 != len(yv) or n1 in (0, len(yv)): check_Xy(X, yv)
+    return X, yv, int(n1)
+
+# %% ../../nbs/stats/04_multires.ipynb #1e36ea39
+def _jit(**kw):
+    "numba.njit(cache=True, nogil=True, **kw) when numba is importable, else the plain function (the numpy engine is used)."
+    if numba is None: return lambda f: f
+    return numba.njit(cache=True, nogil=True, **kw)
+
+NB_BLOCK = 64                                           # rows per block inside a chunk (the transposed block stays in L1)
+_NB_FM = {"reassoc", "contract", "nsz"}                 # fast-math subset: reorder sums (vectorise), fuse multiply-adds
+_GOLD, _MIX1, _MIX2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_SH11, _SH27, _SH30, _SH31 = np.uint64(11), np.uint64(27), np.uint64(30), np.uint64(31)
+_LOG2E, _LN2HI, _LN2LO = 1.4426950408889634, 6.93147180369123816490e-01, 1.90821492927058770002e-10
+
+@_jit(inline="always")
+def _nb_uniform(key, row):
+    "`outofcore.row_uniforms` for one row: SplitMix64 of (row, key), key = derive_seed(seed, 'outofcore', stream)."
+    z = np.uint64(row) + key * _GOLD + _GOLD
+    z = z ^ (z >> _SH30); z = z * _MIX1; z = z ^ (z >> _SH27); z = z * _MIX2; z = z ^ (z >> _SH31)
+    z = z ^ key
+    z = z ^ (z >> _SH30); z = z * _MIX1; z = z ^ (z >> _SH27); z = z * _MIX2; z = z ^ (z >> _SH31)
+    return (np.float64(z >> _SH11) + 0.5) * 1.1102230246251565e-16
+
+@_jit(inline="always")
+def _nb_exp_parts(x):
+    "(m, bits): e^x = m 2^k for x clamped to [-708, 709], bits = the float64 bit pattern of 2^k (arithmetic only)."
+    x = min(max(x, -708.0), 709.0)
+    k = math.floor(x * _LOG2E + 0.5)
+    t = (x - k * _LN2HI) - k * _LN2LO                      # |t| <= ln2 / 2
+    m = 1.0 + t * (1.0 + t * (1 / 2 + t * (1 / 6 + t * (1 / 24 + t * (1 / 120 + t * (1 / 720 + t * (1 / 5040 + t * (1 / 40320
+        + t * (1 / 362880 + t * (1 / 3628800 + t * (1 / 39916800 + t * (1 / 479001600 + t * (1 / 6227020800)))))))))))))
+    return m, (np.int64(k) + 1023) << 52
+
+@_jit(inline="always")
+def _nb_block(X, a, m, theta, Xt, z, p, sq, bits, want_sq):
+    "Rows a..a+m-1: transposed into Xt (d, NB_BLOCK), z = x'theta, p = expit(z), and sq = ||x||^2 when want_sq."
+    d = X.shape[1]; m8 = m - m % 8
+    for b0 in range(0, m8, 8):                 # 8-row tiles: a fixed-length inner loop (d is not a compile-time constant)
+        for j in range(d):
+            for l in range(8): Xt[j, b0 + l] = X[a + b0 + l, j]
+    for b in range(m8, m):
+        for j in range(d): Xt[j, b] = X[a + b, j]
+    for b in range(m): z[b] = 0.0
+    for j in range(d):
+        t = theta[j]
+        for b in range(m): z[b] += t * Xt[j, b]
+    if want_sq:
+        for b in range(m): sq[b] = 0.0
+        for j in range(d):
+            for b in range(m): sq[b] += Xt[j, b] * Xt[j, b]
+    for b in range(m):
+        e, k = _nb_exp_parts(-z[b]); p[b] = e; bits[b] = k
+    scale = bits[:m].view(np.float64)
+    for b in range(m): p[b] = 1.0 / (1.0 + p[b] * scale[b])
+
+@_jit(inline="always")
+def _nb_gram(Xt, WX, w, r, m, GH):
+    "GH[:d] += lower triangle of sum_b w_b x_b x_b^T (2 x 2 register tiles), GH[d] += sum_b r_b x_b."
+    d = Xt.shape[0]
+    for j in range(d):
+        acc = 0.0
+        for b in range(m):
+            WX[j, b] = w[b] * Xt[j, b]; acc += r[b] * Xt[j, b]
+        GH[d, j] += acc
+    for j in range(0, d - 1, 2):
+        for k in range(0, j + 1, 2):
+            a00 = 0.0; a01 = 0.0; a10 = 0.0; a11 = 0.0
+            for b in range(m):
+                a00 += WX[j, b] * Xt[k, b]; a01 += WX[j, b] * Xt[k + 1, b]
+                a10 += WX[j + 1, b] * Xt[k, b]; a11 += WX[j + 1, b] * Xt[k + 1, b]
+            GH[j, k] += a00; GH[j, k + 1] += a01; GH[j + 1, k] += a10; GH[j + 1, k + 1] += a11
+    if d % 2:
+        j = d - 1
+        for k in range(d):
+            acc = 0.0
+            for b in range(m): acc += WX[j, b] * Xt[k, b]
+            GH[j, k] += acc
+
+@_jit(fastmath={"reassoc", "nsz", "nnan", "ninf"})
+def _nb_focus_max(z, m, c_lo):
+    "max |z| over the rows of the block with |z| < c_lo (0 when there are none)."
+    f = 0.0
+    for b in range(m):
+        az = abs(z[b]); f = max(f, az if az < c_lo else 0.0)
+    return f
+
+@_jit(fastmath=_NB_FM)
+def _nb_sweep_chunk(X, y, theta, c_lo, c_hi, lam, key, crit, Minv, s0, s1, rest_mask, write_mask):
+    "The fused sweep (`_fast_sweep`) over rows s0..s1-1: rest (g; H lower), focus count/score sum/max |z|, band rows (with x), candidates."
+    d = X.shape[1]; n = s1 - s0; B = NB_BLOCK
+    GH = np.zeros((d + 1, d)); Xt = np.empty((d, B)); WX = np.empty((d, B))
+    z = np.empty(B); p = np.empty(B); s = np.empty(B); h = np.empty(B); u = np.empty(B); w = np.empty(B); r = np.empty(B)
+    bits = np.empty(B, np.int64); flag = np.empty(B, np.int64)
+    bi = np.empty(n, np.int64); bz = np.empty(n); bs = np.empty(n); bx = np.empty((n, d))  # band rows: row, z, score, x
+    ci = np.empty(n, np.int64); caz = np.empty(n); cs = np.empty(n); cu = np.empty(n)  # candidates: row, |z|, score, u
+    nR = 0; nF = 0; nb = 0; nc = 0; SF = 0.0; Fmax = 0.0; zsum = 0.0
+    for a in range(s0, s1, B):
+        m = min(B, s1 - a)
+        _nb_block(X, a, m, theta, Xt, z, p, s, bits, crit == 0)
+        nr = 0
+        for b in range(m):
+            rest = abs(z[b]) >= c_hi
+            w[b] = (p[b] - p[b] * p[b]) if rest else 0.0
+            r[b] = (p[b] - y[a + b]) if rest else 0.0
+            nr += 1 if rest else 0
+        if nr: _nb_gram(Xt, WX, w, r, m, GH)
+        nR += nr
+        if write_mask:
+            for b in range(m): rest_mask[a + b] = abs(z[b]) >= c_hi
+        if nr == m:
+            for b in range(m): zsum += abs(z[b])
+            continue
+        if crit == 1:                                                            # mMSE: ||M^-1 x||^2
+            for b in range(m): s[b] = 0.0
+            for j in range(d):
+                for b in range(m): h[b] = 0.0
+                for k in range(d):
+                    c = Minv[j, k]
+                    for b in range(m): h[b] += c * Xt[k, b]
+                for b in range(m): s[b] += h[b] * h[b]
+        if crit == 2:
+            for b in range(m): s[b] = 1.0
+        else:
+            for b in range(m): s[b] = math.sqrt(s[b]) * abs(y[a + b] - p[b])
+        for b in range(m): u[b] = _nb_uniform(key, a + b)
+        nsel = 0
+        for b in range(m):
+            az = abs(z[b]); zsum += az
+            rest = az >= c_hi; foc = az < c_lo
+            cand = (not rest) and (u[b] < lam * s[b])
+            band = (not rest) and (not foc)
+            flag[b] = (1 if band else 0) + (2 if cand else 0)
+            nF += 1 if foc else 0
+            SF += s[b] if foc else 0.0
+            nsel += 1 if (band or cand) else 0
+        Fmax = max(Fmax, _nb_focus_max(z, m, c_lo))
+        if nsel:
+            for b in range(m):
+                if flag[b] == 0: continue
+                if flag[b] & 2:
+                    ci[nc] = a + b; caz[nc] = abs(z[b]); cs[nc] = s[b]; cu[nc] = u[b]; nc += 1
+                if flag[b] & 1:
+                    bi[nb] = a + b; bz[nb] = z[b]; bs[nb] = s[b]
+                    for j in range(d): bx[nb, j] = Xt[j, b]
+                    nb += 1
+    return (GH, nR, nF, SF, Fmax, zsum, bi[:nb].copy(), bz[:nb].copy(), bs[:nb].copy(), bx[:nb].copy(),
+            ci[:nc].copy(), caz[:nc].copy(), cs[:nc].copy(), cu[:nc].copy())
+
+@_jit(fastmath=_NB_FM)
+def _nb_rest_chunk(X, y, theta, rest_mask, s0, s1):
+    "Second sweep over rows s0..s1-1: (g; H lower) of the logistic loss at theta over the rows of `rest_mask`."
+    d = X.shape[1]; B = NB_BLOCK
+    GH = np.zeros((d + 1, d)); Xt = np.empty((d, B)); WX = np.empty((d, B))
+    z = np.empty(B); p = np.empty(B); w = np.empty(B); r = np.empty(B); bits = np.empty(B, np.int64)
+    for a in range(s0, s1, B):
+        m = min(B, s1 - a); nr = 0
+        for b in range(m): nr += 1 if rest_mask[a + b] else 0
+        if nr == 0: continue
+        _nb_block(X, a, m, theta, Xt, z, p, w, bits, False)
+        for b in range(m):
+            rest = rest_mask[a + b]
+            w[b] = (p[b] - p[b] * p[b]) if rest else 0.0
+            r[b] = (p[b] - y[a + b]) if rest else 0.0
+        _nb_gram(Xt, WX, w, r, m, GH)
+    return GH
+
+@_jit()
+def _nb_label_counts(y, s0, s1):
+    "(number of 0 labels, number of 1 labels) in y[s0:s1]; the rest are bad labels."
+    n0 = 0; n1 = 0
+    for i in range(s0, s1):
+        n0 += 1 if y[i] == 0.0 else 0; n1 += 1 if y[i] == 1.0 else 0
+    return n0, n1
+
+@_jit()
+def _nb_presample(X, y, theta, rows, crit, Minv, s0, s1, az, s):
+    "|z| and the focus score of the rows rows[s0:s1] (the presample), written to az[s0:s1], s[s0:s1]."
+    d = X.shape[1]
+    for t in range(s0, s1):
+        i = rows[t]; z = 0.0; q = 0.0
+        for j in range(d): z += X[i, j] * theta[j]
+        az[t] = abs(z)
+        if crit == 2:
+            s[t] = 1.0; continue
+        for j in range(d):
+            if crit == 1:
+                hj = 0.0
+                for k in range(d): hj += Minv[j, k] * X[i, k]
+                q += hj * hj
+            else: q += X[i, j] * X[i, j]
+        s[t] = abs(y[i] - 1.0 / (1.0 + math.exp(-z))) * math.sqrt(q)
+
+# %% ../../nbs/stats/04_multires.ipynb #045684d3
+def _run_threads(work, # work(job) -> result
+                 jobs, # the jobs (e.g. chunk starts)
+                 n_jobs:int, # threads
+                )->list:
+    "`work` on every job on n_jobs threads; results in job order."
+    jobs = list(jobs)
+    if n_jobs > 1 and len(jobs) > 1:
+        with ThreadPoolExecutor(min(n_jobs, len(jobs))) as ex: return list(ex.map(work, jobs))
+    return [work(j) for j in jobs]
+
+# %% ../../nbs/stats/04_multires.ipynb #1e2c84e8
+def _gh_from_lower(GH:np.ndarray, # (d + 1, d) kernel result: lower triangle of H, then g
+                  )->tuple:
+    "(g, H) with H the symmetric matrix of GH's lower triangle."
+    d = GH.shape[1]; L = np.tril(GH[:d])
+    return GH[d].copy(), L + np.tril(L, -1).T
+
+# %% ../../nbs/stats/04_multires.ipynb #59dbbb7d
+def _numba_sweep(X:np.ndarray, # (N, d) C-contiguous float64
+                 y:np.ndarray, # (N,) labels
+                 theta:np.ndarray, # pilot
+                 c_lo:float, c_hi:float, # band: |z| < c_lo focus, |z| >= c_hi rest, in between kept
+                 lam:float, # candidate rate: row i is a candidate when u_i < lam s_i
+                 seed:int, # seed of the counter-based uniforms (`row_uniforms`)
+                 criterion:str="mVc", # focus scores
+                 Minv:np.ndarray=None, # (d, d) M^-1 for mMSE
+                 n_jobs:int=1, # threads
+                 rest_mask:np.ndarray=None, # (N,) bool to fill with the rest-side rows (for a second pass)
+                )->dict:
+    "`_fast_sweep` by the compiled kernel: the same dict (rest g, H; focus counts; band rows with z, s, x; candidates)."
+    N, d = X.shape; y = np.ascontiguousarray(y, dtype=np.float64); crit = CRITERIA.index(criterion)
+    key = np.uint64(derive_seed(int(seed), "outofcore", FAST_UNIFORMS))           # row_uniforms' key of this stream
+    Mi = np.zeros((d, d)) if Minv is None else np.ascontiguousarray(Minv, dtype=np.float64)
+    th, mask = np.ascontiguousarray(theta, dtype=np.float64), np.zeros(1, np.bool_) if rest_mask is None else rest_mask
+    def work(s0): return _nb_sweep_chunk(X, y, th, float(c_lo), float(c_hi), float(lam), key, crit, Mi, s0,
+                                         min(N, s0 + FAST_STREAM), mask, rest_mask is not None)
+    parts = _run_threads(work, range(0, N, FAST_STREAM), n_jobs)
+    g, H = _gh_from_lower(sum(q[0] for q in parts))
+    def cat(i): return np.concatenate([q[i] for q in parts])
+    return dict(g=g, H=H, nR=sum(q[1] for q in parts), nF=sum(q[2] for q in parts), SF=float(sum(q[3] for q in parts)),
+                Fmax=float(max(q[4] for q in parts)), zsum=float(sum(q[5] for q in parts)),
+                band=(cat(6), cat(7), cat(8), cat(9)), cand=(cat(10), cat(11), cat(12), cat(13)))
+
+# %% ../../nbs/stats/04_multires.ipynb #fa5e446f
+def _numba_rest_sweep(X:np.ndarray, # (N, d) C-contiguous float64
+                      y:np.ndarray, # (N,) labels
+                      theta:np.ndarray, # new reference point
+                      rest_mask:np.ndarray, # (N,) bool, rows to sum over
+                      n_jobs:int=1, # threads
+                     )->tuple:
+    "`_fast_rest_sweep` by the compiled kernel: (g, H) of the logistic loss at theta over the rows of `rest_mask`."
+    N = len(y); y = np.ascontiguousarray(y, dtype=np.float64); th = np.ascontiguousarray(theta, dtype=np.float64)
+    parts = _run_threads(lambda s0: _nb_rest_chunk(X, y, th, rest_mask, s0, min(N, s0 + FAST_STREAM)), range(0, N, FAST_STREAM), n_jobs)
+    return _gh_from_lower(sum(parts))
+
+# %% ../../nbs/stats/04_multires.ipynb #a185aeea
+def _numba_rows_gh(Xr:np.ndarray, # (m, d) rows (the band rows on the rest side)
+                   yr:np.ndarray, # (m,) their labels
+                   theta:np.ndarray, # point of evaluation
+                  )->tuple:
+    "`_rows_gh` by the compiled kernel: (g, H) of the logistic loss at theta over a few rows."
+    Xr, yr = np.ascontiguousarray(Xr, dtype=np.float64), np.ascontiguousarray(yr, dtype=np.float64)
+    return _gh_from_lower(_nb_rest_chunk(Xr, yr, np.ascontiguousarray(theta, dtype=np.float64), np.ones(len(yr), np.bool_), 0, len(yr)))
+
+# %% ../../nbs/stats/04_multires.ipynb #d9eeec66
+def _numba_presample(X:np.ndarray, # (N, d) C-contiguous float64
+                     y:np.ndarray, # (N,) labels
+                     theta:np.ndarray, # pilot
+                     rows:np.ndarray, # presample rows
+                     criterion:str="mVc", # focus scores
+                     Minv:np.ndarray=None, # (d, d) M^-1 for mMSE
+                     n_jobs:int=1, # threads
+                    )->tuple:
+    "`_presample` by the compiled kernel (the gathers of random rows run on n_jobs threads)."
+    m, d = len(rows), X.shape[1]; az, s = np.empty(m), np.empty(m); step = max(1, -(-m // max(1, n_jobs)))
+    th, Mi = np.ascontiguousarray(theta, dtype=np.float64), np.zeros((d, d)) if Minv is None else np.ascontiguousarray(Minv, dtype=np.float64)
+    _run_threads(lambda s0: _nb_presample(X, y, th, rows, CRITERIA.index(criterion), Mi, s0, min(m, s0 + step), az, s), range(0, m, step), n_jobs)
+    return az, s
