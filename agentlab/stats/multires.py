@@ -5,49 +5,49 @@
 # %% auto #0
 __all__ = ['VARIANTS', 'CRITERIA', 'PARTITIONS', 'REST_SCORES', 'ENGINES', 'R1B_MATRICES', 'FAST_MIN_ROWS', 'FAST_BLOCK',
            'FAST_STREAM', 'FAST_UNIFORMS', 'FAST_PRESAMPLE', 'FAST_BAND_SE', 'FAST_OVERSAMPLE', 'NB_BLOCK',
-           'partition_key', 'focus_split', 'focus_scores', 'inclusion_probs', 'rest_summary', 'control_variate_solve',
-           'bin_pseudo_points', 'MultiResolution']
+           'NB_REST_BLOCK', 'partition_key', 'focus_split', 'focus_scores', 'inclusion_probs', 'rest_summary',
+           'control_variate_solve', 'bin_pseudo_points', 'MultiResolution']
 
-# %% ../../nbs/stats/04_multires.ipynb #1d1ef70b
+# %% ../../nbs/stats/04_multires.ipynb #7971695c
 from types import SimpleNamespace
 
-# %% ../../nbs/stats/04_multires.ipynb #6ccb1fb3
+# %% ../../nbs/stats/04_multires.ipynb #e4d191bf
 import numpy as np
 
-# %% ../../nbs/stats/04_multires.ipynb #eb396305
+# %% ../../nbs/stats/04_multires.ipynb #a9f861cd
 from fastcore.basics import patch
 
-# %% ../../nbs/stats/04_multires.ipynb #6e106601
+# %% ../../nbs/stats/04_multires.ipynb #97d03470
 from .data import crossprod
 
-# %% ../../nbs/stats/04_multires.ipynb #69777ec1
+# %% ../../nbs/stats/04_multires.ipynb #d96b4916
 from .glm import LOGISTIC, DWD, as_loss, newton, sandwich, loss_summaries
 
-# %% ../../nbs/stats/04_multires.ipynb #74931f7a
+# %% ../../nbs/stats/04_multires.ipynb #f7d82a04
 from .sampling import mvc_scores, mmse_scores, row_norms, poisson_inclusion, draw_poisson
 
-# %% ../../nbs/stats/04_multires.ipynb #b0192708
+# %% ../../nbs/stats/04_multires.ipynb #e46a5560
 from .estimators import SubsampleEstimator, fit_pilot
 
-# %% ../../nbs/stats/04_multires.ipynb #e4c3e4bf
+# %% ../../nbs/stats/04_multires.ipynb #d6cb5503
 VARIANTS = ("R1", "R1b", "R2")  # R1: linearised rest; R1b: + control-variate sample of R; R2: binned pseudo-points
 
-# %% ../../nbs/stats/04_multires.ipynb #465dc085
+# %% ../../nbs/stats/04_multires.ipynb #6e75e8a7
 CRITERIA = ("mVc", "mMSE", "uniform")  # focus-sampling scores: L-optimal, A-optimal, uniform inside F
 
-# %% ../../nbs/stats/04_multires.ipynb #4863a5c3
+# %% ../../nbs/stats/04_multires.ipynb #edfd565e
 PARTITIONS = ("auto", "abs_score", "margin")  # focus = smallest |z~| or smallest |y~ z~ - kink|; auto picks by loss
 
-# %% ../../nbs/stats/04_multires.ipynb #81d9a359
+# %% ../../nbs/stats/04_multires.ipynb #880160be
 REST_SCORES = ("curvature", "uniform")  # R1b: how the small sample of R is drawn
 
-# %% ../../nbs/stats/04_multires.ipynb #f1f5fc6b
+# %% ../../nbs/stats/04_multires.ipynb #0b8d0250
 ENGINES = ("auto", "exact", "fast", "numba")  # in-memory fit: exact full-length arrays, or one fused sweep (numpy / compiled)
 
-# %% ../../nbs/stats/04_multires.ipynb #4099710f
+# %% ../../nbs/stats/04_multires.ipynb #515bdbd2
 R1B_MATRICES = ("hybrid", "psd")  # R1b Newton matrix: exact Jacobian when PD else PSD, or always PSD
 
-# %% ../../nbs/stats/04_multires.ipynb #a50b46ba
+# %% ../../nbs/stats/04_multires.ipynb #e4799268
 def _check_choice(name:str, # parameter name, used in the message
                   value, # the value given
                   valid:tuple, # the valid values
@@ -56,12 +56,12 @@ def _check_choice(name:str, # parameter name, used in the message
     if isinstance(value, (str, int)) and not isinstance(value, bool) and value in valid: return value
     raise ValueError(f"{name} must be one of {', '.join(map(repr, valid))}; got {value!r}")
 
-# %% ../../nbs/stats/04_multires.ipynb #3f8ca795
+# %% ../../nbs/stats/04_multires.ipynb #6762d863
 def _loss_kink(loss) -> float:
     "Margin around which the loss is curved: 0 for logistic, 1/2 for DWD (q = 1)."
     return 0.5 if str(getattr(loss, "name", "")).lower() == "dwd" else 0.0
 
-# %% ../../nbs/stats/04_multires.ipynb #bf6edddb
+# %% ../../nbs/stats/04_multires.ipynb #335f016e
 def partition_key(z:np.ndarray, # (n,) pilot scores x^T theta~
                   y:np.ndarray, # (n,) labels 0/1
                   loss=LOGISTIC, # loss object (its name picks the kink for "auto"/"margin")
@@ -73,7 +73,7 @@ def partition_key(z:np.ndarray, # (n,) pilot scores x^T theta~
     if partition == "abs_score": return np.abs(z)
     return np.abs((2 * y - 1) * z - _loss_kink(loss))
 
-# %% ../../nbs/stats/04_multires.ipynb #ddc19758
+# %% ../../nbs/stats/04_multires.ipynb #917d645d
 def focus_split(key:np.ndarray, # (n,) partition key, see `partition_key`
                 q:float, # focus fraction in (0, 1]
                ):
@@ -84,7 +84,7 @@ def focus_split(key:np.ndarray, # (n,) partition key, see `partition_key`
     elif nf > 0: mask[np.argpartition(key, nf - 1)[:nf]] = True
     return mask, (float(key[mask].max()) if nf else 0.0)
 
-# %% ../../nbs/stats/04_multires.ipynb #737d762c
+# %% ../../nbs/stats/04_multires.ipynb #4aa81dd0
 def focus_scores(X:np.ndarray, # (m, d) focus rows
                  y:np.ndarray, # (m,) their labels
                  theta:np.ndarray, # pilot
@@ -98,7 +98,7 @@ def focus_scores(X:np.ndarray, # (m, d) focus rows
     if criterion == "mVc": return mvc_scores(X, y, theta, loss=loss)
     return mmse_scores(X, y, theta, M, loss=loss)
 
-# %% ../../nbs/stats/04_multires.ipynb #6a63b757
+# %% ../../nbs/stats/04_multires.ipynb #69e359dc
 def inclusion_probs(scores:np.ndarray, # (m,) non-negative scores
                     r:float, # expected sample size
                    )->np.ndarray:
@@ -108,7 +108,7 @@ def inclusion_probs(scores:np.ndarray, # (m,) non-negative scores
     if r >= pos.sum(): return pos.astype(float)
     return poisson_inclusion(s, r)
 
-# %% ../../nbs/stats/04_multires.ipynb #042d08ba
+# %% ../../nbs/stats/04_multires.ipynb #d7f32119
 def rest_summary(X:np.ndarray, # (n, d) all rows
                  y:np.ndarray, # (n,) labels
                  theta_ref:np.ndarray, # reference point
@@ -121,12 +121,12 @@ def rest_summary(X:np.ndarray, # (n, d) all rows
     return dict(n=int(len(y) if mask is None else np.count_nonzero(mask)), value=ls.value, g=ls.grad, H=ls.hessian,
                 theta_ref=np.array(theta_ref, float))
 
-# %% ../../nbs/stats/04_multires.ipynb #2b00d8ce
+# %% ../../nbs/stats/04_multires.ipynb #61b29a5b
 def _hess(X, y, theta, w, loss):
     "sum w l''(x^T theta) x x^T."
     return crossprod(X, w * loss.dzz(X @ theta, y)) if len(y) else np.zeros((X.shape[1], X.shape[1]))
 
-# %% ../../nbs/stats/04_multires.ipynb #c397d31c
+# %% ../../nbs/stats/04_multires.ipynb #76d75524
 def control_variate_solve(XS:np.ndarray, yS:np.ndarray, wS:np.ndarray, # focus sample and its weights 1/pi
                           XC:np.ndarray, yC:np.ndarray, wC:np.ndarray, # rest sample and its weights 1/pi
                           summary:dict, # `rest_summary` of R (g, H, theta_ref)
@@ -165,7 +165,7 @@ def control_variate_solve(XS:np.ndarray, yS:np.ndarray, wS:np.ndarray, # focus s
         if np.linalg.norm(a * step) <= tol * (1 + np.linalg.norm(t)): conv = True; break
     return t, conv, it, bread(t)
 
-# %% ../../nbs/stats/04_multires.ipynb #75a7ddcf
+# %% ../../nbs/stats/04_multires.ipynb #6743195a
 def bin_pseudo_points(X:np.ndarray, # (n, d) all rows
                       y:np.ndarray, # (n,) labels 0/1
                       z:np.ndarray, # (n,) projection used for binning
@@ -185,7 +185,7 @@ def bin_pseudo_points(X:np.ndarray, # (n, d) all rows
     if not Xs: return np.zeros((0, X.shape[1])), np.zeros(0), np.zeros(0)
     return np.concatenate(Xs), np.concatenate(ys), np.concatenate(ns)
 
-# %% ../../nbs/stats/04_multires.ipynb #9971ac17
+# %% ../../nbs/stats/04_multires.ipynb #a6a84860
 class MultiResolution(SubsampleEstimator):
     """Multi-resolution subsampling: a RECONSTRUCTION (spec §5, R1/R1b/R2) of MROSS, not the paper's algorithm.
 
@@ -230,7 +230,7 @@ class MultiResolution(SubsampleEstimator):
         if self.variant == "R2": return {"Nd": first["Nd"] + self.passes, "Nd2": first["Nd2"]}   # binning is O(Nd)
         return {"Nd": first["Nd"], "Nd2": first["Nd2"] + self.passes}
 
-# %% ../../nbs/stats/04_multires.ipynb #1dabd8b4
+# %% ../../nbs/stats/04_multires.ipynb #80e9bd7e
 @patch
 def _check_params(self:MultiResolution):
     "ValueError naming the parameter and its valid values for any bad setting."
@@ -254,7 +254,7 @@ def _check_params(self:MultiResolution):
     if self.engine in ("fast", "numba") and self._fast_unsupported():
         raise ValueError(f"engine={self.engine!r} {self._fast_unsupported()}; use engine='exact'")
 
-# %% ../../nbs/stats/04_multires.ipynb #648cb377
+# %% ../../nbs/stats/04_multires.ipynb #557b2a8b
 @patch
 def _design(self:MultiResolution, X, y, rng):
     "Pilot, partition, inclusion probabilities and the Poisson draw; returns a dict of the pieces."
@@ -272,14 +272,14 @@ def _design(self:MultiResolution, X, y, rng):
     idx = draw_poisson(rng, pi)
     return dict(pilot=pilot, F=F, threshold=thr, pi=pi, idx=idx, S=idx[F[idx]], C=idx[~F[idx]])
 
-# %% ../../nbs/stats/04_multires.ipynb #90d8141e
+# %% ../../nbs/stats/04_multires.ipynb #a6a31a06
 @patch
 def _focus_cov(self:MultiResolution, XS, yS, theta, piS, extra_H):
     "V_MR = H^-1 [sum_S (1-pi)/pi^2 psi psi^T] H^-1 with H = sum_S l'' x x^T / pi + extra_H."
     if len(yS) == 0: return np.zeros_like(extra_H)
     return sandwich(XS, yS, theta, weights=1 / piS, meat_weights=(1 - piS) / piS**2, loss=as_loss(self.loss), extra_hessian=extra_H)
 
-# %% ../../nbs/stats/04_multires.ipynb #1af4f354
+# %% ../../nbs/stats/04_multires.ipynb #c2589780
 @patch
 def _fit_R1(self:MultiResolution, XS, yS, piS, X, y, R, theta_ref):
     "R1: Newton with backtracking on the quadratic-summary surrogate Q, `passes` times."
@@ -292,7 +292,7 @@ def _fit_R1(self:MultiResolution, XS, yS, piS, X, y, R, theta_ref):
     cov = self._focus_cov(XS, yS, res.theta, piS, summ["H"] + self.ridge * np.eye(d))
     return res.theta, cov, res.hessian, conv, n_iter, thetas, summ
 
-# %% ../../nbs/stats/04_multires.ipynb #2e49539c
+# %% ../../nbs/stats/04_multires.ipynb #59877cca
 @patch
 def _fit_R2(self:MultiResolution, XS, yS, piS, X, y, R, theta_ref):
     "R2: weighted fit on the focus sample (1/pi) plus the rest's pseudo-points (weights n_k), re-binned per pass."
@@ -305,7 +305,7 @@ def _fit_R2(self:MultiResolution, XS, yS, piS, X, y, R, theta_ref):
     cov = self._focus_cov(XS, yS, res.theta, piS, _hess(Xb, yb, res.theta, nb, as_loss(self.loss)) + self.ridge * np.eye(d))
     return res.theta, cov, res.hessian, conv, n_iter, thetas, summ
 
-# %% ../../nbs/stats/04_multires.ipynb #c7c1f67c
+# %% ../../nbs/stats/04_multires.ipynb #3d29cf56
 @patch
 def _fit_R1b(self:MultiResolution, XS, yS, piS, XC, yC, piC, X, y, R, theta_ref):
     "R1b: R1 start, then the control-variate equation (`control_variate_solve`), `passes` times."
@@ -323,7 +323,7 @@ def _fit_R1b(self:MultiResolution, XS, yS, piS, XC, yC, piC, X, y, R, theta_ref)
     Mi = np.linalg.inv(M)
     return th, Mi @ meat @ Mi, M, conv, n_iter, thetas, summ
 
-# %% ../../nbs/stats/04_multires.ipynb #302bde71
+# %% ../../nbs/stats/04_multires.ipynb #70dcba55
 @patch
 def _fit(self:MultiResolution, X, y, rng):
     "The RECONSTRUCTED multi-resolution fit on validated arrays; returns (SubsampleResult, pilot theta, sample rows)."
@@ -346,7 +346,7 @@ def _fit(self:MultiResolution, X, y, rng):
     fits = [D["pilot"], SimpleNamespace(converged=conv)]
     return self._result(theta, cov, n, len(D["idx"]), fits, n_iter, info), tp, D["idx"]
 
-# %% ../../nbs/stats/04_multires.ipynb #cd4feca7
+# %% ../../nbs/stats/04_multires.ipynb #28b7d9e0
 @patch
 def fit(self:MultiResolution, X, y):
     "Fit the multi-resolution estimator (RECONSTRUCTION); also sets `focus_fraction_`, `threshold_`, `rest_summary_`."
@@ -366,35 +366,35 @@ def fit(self:MultiResolution, X, y):
     if names is not None: res.param_names = names
     return self._set_fitted(res, pilot, idx, X.shape[1])
 
-# %% ../../nbs/stats/04_multires.ipynb #3f18ee3d
+# %% ../../nbs/stats/04_multires.ipynb #2e8795b7
 import math
 
-# %% ../../nbs/stats/04_multires.ipynb #4fb0b1f2
+# %% ../../nbs/stats/04_multires.ipynb #6f8018cf
 import os
 
-# %% ../../nbs/stats/04_multires.ipynb #985ee848
+# %% ../../nbs/stats/04_multires.ipynb #09333dc9
 import threading
 
-# %% ../../nbs/stats/04_multires.ipynb #d34d9496
+# %% ../../nbs/stats/04_multires.ipynb #e92aa76c
 from concurrent.futures import ThreadPoolExecutor
 
-# %% ../../nbs/stats/04_multires.ipynb #956676c5
+# %% ../../nbs/stats/04_multires.ipynb #0e9b7257
 from .data import check_Xy, _as_2d_float, _labels
 
-# %% ../../nbs/stats/04_multires.ipynb #b2082c1e
+# %% ../../nbs/stats/04_multires.ipynb #593be577
 from .estimators import Pilot, _flag_singular, _is_dask
 
-# %% ../../nbs/stats/04_multires.ipynb #b99f41c6
+# %% ../../nbs/stats/04_multires.ipynb #55ca7f93
 from ..core.seeding import as_generator
 
-# %% ../../nbs/stats/04_multires.ipynb #1b4dfaaf
+# %% ../../nbs/stats/04_multires.ipynb #4666dca5
 from ..core.seeding import derive_seed
 
-# %% ../../nbs/stats/04_multires.ipynb #5de105e2
+# %% ../../nbs/stats/04_multires.ipynb #ba285dc0
 try: import numba                    # optional: the compiled engine (engine="numba"); without it "auto" runs the numpy engine
 except ImportError: numba = None
 
-# %% ../../nbs/stats/04_multires.ipynb #b7e26efc
+# %% ../../nbs/stats/04_multires.ipynb #ca510cbf
 FAST_MIN_ROWS = 500_000  # engine="auto" uses the fast engine from this many rows on
 FAST_BLOCK = 16_384      # rows per block of the fused sweep (transposed block + its scaled copy: ~2.8 MB at d = 10)
 FAST_STREAM = 65_536     # rows per thread task (a chunk); the draws depend on neither this, the block size nor the thread count
@@ -403,7 +403,7 @@ FAST_PRESAMPLE = 65_536  # uniform rows that place the partition band and the ca
 FAST_BAND_SE = 5.0       # half-width of the band around the presample quantile, in standard errors
 FAST_OVERSAMPLE = 3.0    # candidate rate / estimated target rate of the one-sweep Poisson draw
 
-# %% ../../nbs/stats/04_multires.ipynb #93d0a123
+# %% ../../nbs/stats/04_multires.ipynb #75c13db9
 @patch
 def _fast_unsupported(self:MultiResolution) -> str:
     "Why the fast engine cannot run these settings ('' when it can)."
@@ -412,7 +412,7 @@ def _fast_unsupported(self:MultiResolution) -> str:
     if self.partition not in ("auto", "abs_score"): return f"partitions by |z| only (partition='auto' or 'abs_score'), got {self.partition!r}"
     return ""
 
-# %% ../../nbs/stats/04_multires.ipynb #c183acbe
+# %% ../../nbs/stats/04_multires.ipynb #d76d7c99
 @patch
 def _engine_for(self:MultiResolution, n:int) -> str:
     "The engine a fit on n in-memory rows uses: 'exact', 'fast' or 'numba' ('numba' needs numba importable, else 'fast')."
@@ -420,7 +420,7 @@ def _engine_for(self:MultiResolution, n:int) -> str:
     if self.engine == "auto": return compiled if n >= FAST_MIN_ROWS and not self._fast_unsupported() else "exact"
     return compiled if self.engine == "numba" else self.engine
 
-# %% ../../nbs/stats/04_multires.ipynb #bea230a2
+# %% ../../nbs/stats/04_multires.ipynb #53b31bc5
 def _expit_into(z:np.ndarray, # scores
                 out:np.ndarray, # buffer of the same shape
                )->np.ndarray:
@@ -429,10 +429,10 @@ def _expit_into(z:np.ndarray, # scores
         np.negative(z, out=out); np.exp(out, out=out); np.add(out, 1.0, out=out)
         return np.reciprocal(out, out=out)
 
-# %% ../../nbs/stats/04_multires.ipynb #6cb50ec3
+# %% ../../nbs/stats/04_multires.ipynb #62db4e3f
 import warnings
 
-# %% ../../nbs/stats/04_multires.ipynb #fedd13a7
+# %% ../../nbs/stats/04_multires.ipynb #aee98c31
 class _Buf:
     "Per-thread work buffers for blocks of up to m rows and d columns (`mat` gives C-contiguous views of any width)."
     def __init__(self, d, m):
@@ -443,7 +443,7 @@ class _Buf:
         "(Xt, A): C-contiguous (d, m) and (d + 1, m) views (BLAS `out=` needs C-contiguous arrays)."
         return self._Xt[:self.d * m].reshape(self.d, m), self._A[:(self.d + 1) * m].reshape(self.d + 1, m)
 
-# %% ../../nbs/stats/04_multires.ipynb #e56dba99
+# %% ../../nbs/stats/04_multires.ipynb #23458e59
 def _run_streams(work, # work(job) -> result
                  jobs:list, # the jobs, e.g. row streams
                  n_jobs:int, # threads
@@ -455,13 +455,13 @@ def _run_streams(work, # work(job) -> result
             return list(ex.map(work, jobs))
     return [work(j) for j in jobs]
 
-# %% ../../nbs/stats/04_multires.ipynb #249a4308
+# %% ../../nbs/stats/04_multires.ipynb #d7c55eff
 def _buffers(local:dict, d:int)->_Buf:
     "This thread's buffers (created on first use)."
     tid = threading.get_ident()
     return local.get(tid) or local.setdefault(tid, _Buf(d, FAST_BLOCK))
 
-# %% ../../nbs/stats/04_multires.ipynb #c2892bab
+# %% ../../nbs/stats/04_multires.ipynb #b733f62d
 def _fast_sweep(X:np.ndarray, # (N, d) C-contiguous float64
                 y:np.ndarray, # (N,) labels
                 theta:np.ndarray, # pilot
@@ -521,7 +521,7 @@ def _fast_sweep(X:np.ndarray, # (N, d) C-contiguous float64
     out["cand"] = cat("cand", (np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0)))
     return out
 
-# %% ../../nbs/stats/04_multires.ipynb #303cbe72
+# %% ../../nbs/stats/04_multires.ipynb #c53dc82a
 def _fast_rest_sweep(X:np.ndarray, # (N, d)
                      y:np.ndarray, # (N,)
                      theta:np.ndarray, # new reference point
@@ -544,7 +544,7 @@ def _fast_rest_sweep(X:np.ndarray, # (N, d)
     GH = sum(_run_streams(work, [(s, min(s + FAST_STREAM, N)) for s in range(0, N, FAST_STREAM)], n_jobs))
     return GH[d].copy(), GH[:d].copy()
 
-# %% ../../nbs/stats/04_multires.ipynb #0243669c
+# %% ../../nbs/stats/04_multires.ipynb #33158604
 def _rows_gh(Xr:np.ndarray, # (m, d) rows
              yr:np.ndarray, # (m,) labels
              theta:np.ndarray, # point of evaluation
@@ -554,7 +554,7 @@ def _rows_gh(Xr:np.ndarray, # (m, d) rows
     p = 1 / (1 + np.exp(-(Xr @ theta)))
     return Xr.T @ (p - yr), (Xr.T * (p * (1 - p))) @ Xr
 
-# %% ../../nbs/stats/04_multires.ipynb #eff62227
+# %% ../../nbs/stats/04_multires.ipynb #0327e5eb
 def _presample(X:np.ndarray, # (N, d)
                y:np.ndarray, # (N,) labels
                theta:np.ndarray, # pilot
@@ -568,7 +568,7 @@ def _presample(X:np.ndarray, # (N, d)
     if criterion == "uniform": return np.abs(zp), np.ones(len(rows))
     return np.abs(zp), np.abs(y[rows] - 1 / (1 + np.exp(-zp))) * row_norms(Xp, Minv if criterion == "mMSE" else None)
 
-# %% ../../nbs/stats/04_multires.ipynb #e7b5e189
+# %% ../../nbs/stats/04_multires.ipynb #0ec5b179
 def _fast_pilot(X:np.ndarray, # (N, d)
                 y:np.ndarray, # (N,) labels
                 n1:int, # number of ones
@@ -590,7 +590,7 @@ def _fast_pilot(X:np.ndarray, # (N, d)
     idx, w = np.concatenate(idx), np.concatenate(w)
     return Pilot(idx, w, newton(X[idx], y[idx], weights=w, ridge=ridge))
 
-# %% ../../nbs/stats/04_multires.ipynb #6183db39
+# %% ../../nbs/stats/04_multires.ipynb #7bd73ffc
 @patch
 def _fit_fast(self:MultiResolution, X, y, n1, rng, engine:str="fast"):
     "The fast engines (same estimator as `_fit` with variant R1; `engine` 'fast' or 'numba' picks the sweep); returns (SubsampleResult, pilot theta, sample rows)."
@@ -611,14 +611,15 @@ def _fit_fast(self:MultiResolution, X, y, n1, rng, engine:str="fast"):
     if N > m:                                          # m sorted uniform rows (with replacement): exponential spacings, no sort
         t = np.cumsum(rng.exponential(size=m + 1)); ip = np.minimum((t[:m] * (N / t[m])).astype(np.int64), N - 1)
     else: ip = np.arange(N)
-    azp, sp = (_numba_presample if engine == "numba" else _presample)(X, y, th, ip, self.criterion, Minv, n_jobs)
+    with np.errstate(over="ignore", invalid="ignore"):  # a non-finite row is caught by the sweep's checks, then named
+        azp, sp = (_numba_presample if engine == "numba" else _presample)(X, y, th, ip, self.criterion, Minv, n_jobs)
     if nF == N: c_lo = c_hi = c_mid = np.inf
     elif nF == 0: c_lo, c_hi, c_mid = 0.0, 0.0, np.inf
     else:
         qq = nF / N; dl = FAST_BAND_SE * np.sqrt(qq * (1 - qq) / m) + 2 / m
         ql, qm, qh = np.quantile(azp, [max(qq - dl, 0.0), qq, min(qq + dl, 1.0)])     # one partition for all three
         c_lo, c_hi, c_mid = (float(ql) if qq - dl > 0 else 0.0), (float(qh) if qq + dl < 1 else np.inf), qm
-    lam = FAST_OVERSAMPLE * r / max(N * np.mean(sp * (azp <= c_mid)), 1e-300)
+    with np.errstate(invalid="ignore"): lam = FAST_OVERSAMPLE * r / max(N * np.mean(sp * (azp <= c_mid)), 1e-300)
     rest_mask = np.empty(N, bool) if self.passes == 2 else None
     o = sweep(X, y, th, c_lo, c_hi, lam, seed, self.criterion, Minv, n_jobs, rest_mask)
     rb, zb, sb, Xb = o["band"]; k = nF - o["nF"]
@@ -661,7 +662,7 @@ def _fit_fast(self:MultiResolution, X, y, n1, rng, engine:str="fast"):
                 n_band=len(rb), n_jobs=n_jobs)
     return self._result(res.theta, cov, N, len(S), [pil.fit, SimpleNamespace(converged=conv)], n_iter, info), th, S
 
-# %% ../../nbs/stats/04_multires.ipynb #584fc9bf
+# %% ../../nbs/stats/04_multires.ipynb #5abd5546
 def _light_Xy(X, y, engine:str="fast"):
     "(X, y, n1) for the fast engines: float64 arrays without a full finiteness pass (the sweep checks); labels counted."
     X = _as_2d_float(X)
@@ -675,13 +676,14 @@ def _light_Xy(X, y, engine:str="fast"):
     if n0 + n1 != len(yv) or n1 in (0, len(yv)): check_Xy(X, yv)
     return X, yv, int(n1)
 
-# %% ../../nbs/stats/04_multires.ipynb #1e36ea39
+# %% ../../nbs/stats/04_multires.ipynb #08e80b2e
 def _jit(**kw):
     "numba.njit(cache=True, nogil=True, **kw) when numba is importable, else the plain function (the numpy engine is used)."
     if numba is None: return lambda f: f
     return numba.njit(cache=True, nogil=True, **kw)
 
-NB_BLOCK = 64                                           # rows per block inside a chunk (the transposed block stays in L1)
+NB_BLOCK = 32                                           # rows per block of the first sweep (its ~20 block buffers stay in L1)
+NB_REST_BLOCK = 64                                      # rows per block of the second sweep (fewer buffers: longer loops win)
 _NB_FM = {"reassoc", "contract", "nsz"}                 # fast-math subset: reorder sums (vectorise), fuse multiply-adds
 _GOLD, _MIX1, _MIX2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 _SH11, _SH27, _SH30, _SH31 = np.uint64(11), np.uint64(27), np.uint64(30), np.uint64(31)
@@ -708,7 +710,7 @@ def _nb_exp_parts(x):
 
 @_jit(inline="always")
 def _nb_block(X, a, m, theta, Xt, z, p, sq, bits, want_sq):
-    "Rows a..a+m-1: transposed into Xt (d, NB_BLOCK), z = x'theta, p = expit(z), and sq = ||x||^2 when want_sq."
+    "Rows a..a+m-1: transposed into Xt (d, block), z = x'theta, p = expit(z), and sq = ||x||^2 when want_sq."
     d = X.shape[1]; m8 = m - m % 8
     for b0 in range(0, m8, 8):                 # 8-row tiles: a fixed-length inner loop (d is not a compile-time constant)
         for j in range(d):
@@ -824,7 +826,7 @@ def _nb_sweep_chunk(X, y, theta, c_lo, c_hi, lam, key, crit, Minv, s0, s1, rest_
 @_jit(fastmath=_NB_FM)
 def _nb_rest_chunk(X, y, theta, rest_mask, s0, s1):
     "Second sweep over rows s0..s1-1: (g; H lower) of the logistic loss at theta over the rows of `rest_mask`."
-    d = X.shape[1]; B = NB_BLOCK
+    d = X.shape[1]; B = NB_REST_BLOCK
     GH = np.zeros((d + 1, d)); Xt = np.empty((d, B)); WX = np.empty((d, B))
     z = np.empty(B); p = np.empty(B); w = np.empty(B); r = np.empty(B); bits = np.empty(B, np.int64)
     for a in range(s0, s1, B):
@@ -865,7 +867,7 @@ def _nb_presample(X, y, theta, rows, crit, Minv, s0, s1, az, s):
             else: q += X[i, j] * X[i, j]
         s[t] = abs(y[i] - 1.0 / (1.0 + math.exp(-z))) * math.sqrt(q)
 
-# %% ../../nbs/stats/04_multires.ipynb #045684d3
+# %% ../../nbs/stats/04_multires.ipynb #8bddfe65
 def _run_threads(work, # work(job) -> result
                  jobs, # the jobs (e.g. chunk starts)
                  n_jobs:int, # threads
@@ -876,14 +878,14 @@ def _run_threads(work, # work(job) -> result
         with ThreadPoolExecutor(min(n_jobs, len(jobs))) as ex: return list(ex.map(work, jobs))
     return [work(j) for j in jobs]
 
-# %% ../../nbs/stats/04_multires.ipynb #1e2c84e8
+# %% ../../nbs/stats/04_multires.ipynb #d81b664a
 def _gh_from_lower(GH:np.ndarray, # (d + 1, d) kernel result: lower triangle of H, then g
                   )->tuple:
     "(g, H) with H the symmetric matrix of GH's lower triangle."
     d = GH.shape[1]; L = np.tril(GH[:d])
     return GH[d].copy(), L + np.tril(L, -1).T
 
-# %% ../../nbs/stats/04_multires.ipynb #59dbbb7d
+# %% ../../nbs/stats/04_multires.ipynb #d19385fa
 def _numba_sweep(X:np.ndarray, # (N, d) C-contiguous float64
                  y:np.ndarray, # (N,) labels
                  theta:np.ndarray, # pilot
@@ -909,7 +911,7 @@ def _numba_sweep(X:np.ndarray, # (N, d) C-contiguous float64
                 Fmax=float(max(q[4] for q in parts)), zsum=float(sum(q[5] for q in parts)),
                 band=(cat(6), cat(7), cat(8), cat(9)), cand=(cat(10), cat(11), cat(12), cat(13)))
 
-# %% ../../nbs/stats/04_multires.ipynb #fa5e446f
+# %% ../../nbs/stats/04_multires.ipynb #47dd7b7e
 def _numba_rest_sweep(X:np.ndarray, # (N, d) C-contiguous float64
                       y:np.ndarray, # (N,) labels
                       theta:np.ndarray, # new reference point
@@ -921,7 +923,7 @@ def _numba_rest_sweep(X:np.ndarray, # (N, d) C-contiguous float64
     parts = _run_threads(lambda s0: _nb_rest_chunk(X, y, th, rest_mask, s0, min(N, s0 + FAST_STREAM)), range(0, N, FAST_STREAM), n_jobs)
     return _gh_from_lower(sum(parts))
 
-# %% ../../nbs/stats/04_multires.ipynb #a185aeea
+# %% ../../nbs/stats/04_multires.ipynb #c9860305
 def _numba_rows_gh(Xr:np.ndarray, # (m, d) rows (the band rows on the rest side)
                    yr:np.ndarray, # (m,) their labels
                    theta:np.ndarray, # point of evaluation
@@ -930,7 +932,7 @@ def _numba_rows_gh(Xr:np.ndarray, # (m, d) rows (the band rows on the rest side)
     Xr, yr = np.ascontiguousarray(Xr, dtype=np.float64), np.ascontiguousarray(yr, dtype=np.float64)
     return _gh_from_lower(_nb_rest_chunk(Xr, yr, np.ascontiguousarray(theta, dtype=np.float64), np.ones(len(yr), np.bool_), 0, len(yr)))
 
-# %% ../../nbs/stats/04_multires.ipynb #d9eeec66
+# %% ../../nbs/stats/04_multires.ipynb #b3f56b42
 def _numba_presample(X:np.ndarray, # (N, d) C-contiguous float64
                      y:np.ndarray, # (N,) labels
                      theta:np.ndarray, # pilot
