@@ -5,31 +5,31 @@
 # %% auto #0
 __all__ = ['row_fields', 'render_example', 'verify_batch', 'length_filter', 'collate', 'Mixture', 'mixture']
 
-# %% ../../nbs/actions/30_data.ipynb #d6a9e4b4
+# %% ../../nbs/actions/30_data.ipynb #72b883f7
 import warnings
 
-# %% ../../nbs/actions/30_data.ipynb #00f236b9
+# %% ../../nbs/actions/30_data.ipynb #fceb6c69
 import json
 
-# %% ../../nbs/actions/30_data.ipynb #9082d91a
+# %% ../../nbs/actions/30_data.ipynb #30096125
 import math
 
-# %% ../../nbs/actions/30_data.ipynb #d3bc5c85
+# %% ../../nbs/actions/30_data.ipynb #d3d4050f
 from collections import Counter
 
-# %% ../../nbs/actions/30_data.ipynb #5e95bf2c
+# %% ../../nbs/actions/30_data.ipynb #687b2d42
 from collections.abc import Mapping, Sequence
 
-# %% ../../nbs/actions/30_data.ipynb #9fa79bd8
+# %% ../../nbs/actions/30_data.ipynb #70337265
 from dataclasses import dataclass, field
 
-# %% ../../nbs/actions/30_data.ipynb #85906a7e
+# %% ../../nbs/actions/30_data.ipynb #27c2abcc
 import numpy as np
 
-# %% ../../nbs/actions/30_data.ipynb #8392bd85
+# %% ../../nbs/actions/30_data.ipynb #7572c2e1
 import torch
 
-# %% ../../nbs/actions/30_data.ipynb #bd3cff13
+# %% ../../nbs/actions/30_data.ipynb #21f8f942
 def row_fields(row, # a TrainingRow, or a dict with id, messages, tools, target
                where:str="row", # how to name the row in errors when it has no id
               )->tuple:
@@ -42,7 +42,7 @@ def row_fields(row, # a TrainingRow, or a dict with id, messages, tools, target
     if tools is not None and not isinstance(tools, list): raise ValueError(f"row {rid!r}: tools must be a list, got {type(tools).__name__}")
     return rid, messages, tools, target
 
-# %% ../../nbs/actions/30_data.ipynb #d35c7d67
+# %% ../../nbs/actions/30_data.ipynb #e2b5c780
 def render_example(tokenizer, # a tokenizer with a chat template and an EOS token
                    row, # a TrainingRow or dict: id, messages, tools, target
                   )->dict:
@@ -58,7 +58,7 @@ def render_example(tokenizer, # a tokenizer with a chat template and an EOS toke
     return {"id": rid, "input_ids": input_ids, "labels": [-100] * len(prompt_ids) + target_ids,
             "attention_mask": [1] * len(input_ids)}
 
-# %% ../../nbs/actions/30_data.ipynb #c99645cb
+# %% ../../nbs/actions/30_data.ipynb #210cf88b
 def _batch_rows(batch)->list:
     "A batch (dict of tensors/lists, or list of example dicts) as a list of per-row dicts of lists."
     if isinstance(batch, Mapping):
@@ -70,7 +70,7 @@ def _batch_rows(batch)->list:
                 for i in range(n)]
     return [dict(b) for b in batch]
 
-# %% ../../nbs/actions/30_data.ipynb #0d7ed359
+# %% ../../nbs/actions/30_data.ipynb #7d5a0618
 def verify_batch(tokenizer, # the tokenizer used to render the batch
                  batch, # a collated batch (dict of tensors) or a list of rendered examples
                  max_rows:int|None=2, # rows to print (all checked); None prints every row
@@ -92,7 +92,7 @@ def verify_batch(tokenizer, # the tokenizer used to render the batch
                    f"--- input ---\n{tokenizer.decode(real)}\n--- labels ---\n{tokenizer.decode(span)}")
     return "\n".join(out)
 
-# %% ../../nbs/actions/30_data.ipynb #f6e8f8ee
+# %% ../../nbs/actions/30_data.ipynb #6e6b2627
 def length_filter(examples:Sequence, # rendered examples (`render_example` output)
                   max_length:int, # the longest sequence allowed (tokens)
                   warn:bool=True, # warn, naming the first dropped ids, when rows are dropped
@@ -108,7 +108,7 @@ def length_filter(examples:Sequence, # rendered examples (`render_example` outpu
         warnings.warn(f"length_filter: skipped {len(dropped)} of {len(examples)} examples longer than {max_length} tokens: {ids}", stacklevel=2)
     return kept, counts
 
-# %% ../../nbs/actions/30_data.ipynb #8b202130
+# %% ../../nbs/actions/30_data.ipynb #ef7fe5c2
 def collate(examples:Sequence, # rendered examples
             pad_id:int, # the tokenizer's pad id
             pad_to:int|None=None, # pad every row to this length (None: to the longest row)
@@ -130,7 +130,7 @@ def collate(examples:Sequence, # rendered examples
     return {"input_ids": ids, "labels": labels, "attention_mask": mask, "id": [e.get("id") for e in examples],
             "num_tokens": int(mask.sum()), "num_padded_tokens": ids.numel(), "num_label_tokens": int((labels != -100).sum())}
 
-# %% ../../nbs/actions/30_data.ipynb #0938ff1b
+# %% ../../nbs/actions/30_data.ipynb #7f9463cd
 @dataclass
 class Mixture:
     "A mixed stream of rows: `rows[i]` came from source `sources[i]`; exact per-source `counts`."
@@ -152,7 +152,7 @@ class Mixture:
         if denom < 1: raise ValueError(f"max_steps: batch size, world size and accumulation must be >= 1")
         return len(self.rows) // denom
 
-# %% ../../nbs/actions/30_data.ipynb #21ae3d4e
+# %% ../../nbs/actions/30_data.ipynb #ec676ec1
 def mixture(sources:Mapping, # {name: (rows, epochs)} (a bare list of rows means 1 epoch)
             seed:int=0, # base seed
             rank:int=0, # process index; the stream's seed is seed + rank
