@@ -32,3 +32,22 @@ def tiny_cache(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("agentlab-cache")
     os.environ["AGENTLAB_CACHE"] = str(path)
     return path
+
+
+PAPERS = ROOT / "papers"
+
+
+@pytest.fixture(scope="module")
+def run(request, tmp_path_factory):
+    """One `scale=smoke` run of the paper named by the test module's `PAPER`: `(ReproduceResult, run folder)`."""
+    from agentlab.reproduce.runner import reproduce
+    paper = request.module.PAPER
+    out = tmp_path_factory.mktemp("runs")
+    res = reproduce(paper, scale="smoke", papers_dir=PAPERS, out=out, run_id="smoke", progress=False)
+    return res, out / paper / "smoke"
+
+
+def artifacts(run_dir: Path) -> list[dict]:
+    """The latest record of every artifact a paper run wrote (figures, tables)."""
+    from agentlab.reproduce.report import latest_records
+    return list(latest_records(run_dir / "artifacts.jsonl").values())

@@ -10,25 +10,11 @@ from pathlib import Path
 import pytest
 
 from agentlab.reproduce.paper import load_paper
-from agentlab.reproduce.runner import reproduce
 
-PAPERS = Path(__file__).resolve().parents[1] / "papers"
+from conftest import PAPERS, artifacts
+
+PAPER = "subsampling"
 NOTEBOOKS = ["01_mse_vs_r", "02_coverage", "03_focus_and_passes", "04_cost", "05_real_data"]
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    res = reproduce("subsampling", scale="smoke", papers_dir=PAPERS, out=out, run_id="smoke", progress=False)
-    return res, out / "subsampling" / "smoke"
-
-
-def artifacts(run_dir: Path) -> list[dict]:
-    latest = {}
-    for line in (run_dir / "artifacts.jsonl").read_text().splitlines():
-        rec = json.loads(line)
-        latest[rec["id"]] = rec
-    return list(latest.values())
 
 
 def test_paper_yaml_is_honest():

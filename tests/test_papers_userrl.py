@@ -11,16 +11,10 @@ import pandas as pd
 import pytest
 
 from agentlab.gyms import GYMS
-from agentlab.reproduce.runner import reproduce
 
-PAPERS = Path(__file__).resolve().parents[1] / "papers"
+from conftest import PAPERS, artifacts
 
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    res = reproduce("userrl", scale="smoke", papers_dir=PAPERS, out=out, run_id="smoke", progress=False)
-    return res, out / "userrl" / "smoke"
+PAPER = "userrl"
 
 
 def test_every_notebook_succeeds(run):
