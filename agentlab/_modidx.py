@@ -688,6 +688,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                         'agentlab.actions.train.load_model': ('actions/train.html#load_model', 'agentlab/actions/train.py'),
                                         'agentlab.actions.train.lr_factor': ('actions/train.html#lr_factor', 'agentlab/actions/train.py'),
                                         'agentlab.actions.train.read_rows': ('actions/train.html#read_rows', 'agentlab/actions/train.py'),
+                                        'agentlab.actions.train.save_checkpoint_dir': ( 'actions/train.html#save_checkpoint_dir',
+                                                                                        'agentlab/actions/train.py'),
                                         'agentlab.actions.train.sft_arguments': ( 'actions/train.html#sft_arguments',
                                                                                   'agentlab/actions/train.py'),
                                         'agentlab.actions.train.sft_command': ( 'actions/train.html#sft_command',
