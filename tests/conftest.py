@@ -51,3 +51,13 @@ def artifacts(run_dir: Path) -> list[dict]:
     """The latest record of every artifact a paper run wrote (figures, tables)."""
     from agentlab.reproduce.report import latest_records
     return list(latest_records(run_dir / "artifacts.jsonl").values())
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models train and generate several times faster on one thread of a shared CPU."""
+    import torch
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

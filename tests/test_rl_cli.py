@@ -3,17 +3,8 @@ import json
 
 import pandas as pd
 import pytest
-import torch
 
 from agentlab.cli import main
-
-
-@pytest.fixture
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def test_train_userrl_runs_and_resumes(tmp_path, tiny_cache, one_thread, capsys):

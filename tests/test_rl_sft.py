@@ -6,7 +6,6 @@ import json
 import time
 
 import pytest
-import torch
 
 from agentlab.actions.trajectory import read_jsonl
 from agentlab.gyms.harness import evaluate
@@ -15,15 +14,6 @@ from agentlab.models.tiny import CHAT_TEMPLATE, build_tiny_model, train_tokenize
 from agentlab.rl.sft import (HELD_OUT_GYMS, SUCCESS_SCORE, TRAIN_GYMS, RenderedAgent, assistant_spans,
                              collect_expert_trajectories, render_trajectory, sft_cold_start, sft_rows,
                              strip_generation_markers, tool_call_rate, training_tasks, with_generation_markers)
-
-
-@pytest.fixture
-def one_thread():
-    """Tiny models train and generate several times faster on one thread of a shared CPU."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def test_collection_is_deterministic_and_only_keeps_successes_from_training_gyms(tmp_path):
